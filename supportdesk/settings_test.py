@@ -1,0 +1,14 @@
+"""Test settings: the same real services, a separate embedded Redis and fast hashing."""
+import os
+
+# Keep tests off the developer's running `make run` Redis (tests flush databases).
+os.environ.setdefault("EMBEDDED_REDIS_FILE", "test-redis.rdb")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from supportdesk.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
