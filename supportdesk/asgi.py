@@ -14,6 +14,9 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+from knowledge.embeddings import warm_up_in_background  # noqa: E402
+
+warm_up_in_background()  # queries need the model; load it before the first one arrives
 
 application = ProtocolTypeRouter(
     {

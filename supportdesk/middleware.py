@@ -29,12 +29,14 @@ class RequestIdMiddleware:
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
 
-    def _start(self, request: HttpRequest) -> object:
+    def _start(self, request: HttpRequest) -> None:
         request.started_at = time.perf_counter()  # type: ignore[attr-defined]
         request.request_id = incoming_request_id(request.headers.get("X-Request-ID"))  # type: ignore[attr-defined]
-        return request_id_var.set(request.request_id)  # type: ignore[attr-defined]
+        # Not reset afterwards: Django logs 4xx/5xx after the middleware returns, and each
+        # ASGI request runs in its own context, so the value cannot leak to another request.
+        request_id_var.set(request.request_id)  # type: ignore[attr-defined]
 
-    def _finish(self, request: HttpRequest, response: HttpResponse, token: object) -> HttpResponse:
+    def _finish(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         elapsed_ms = round(1000 * (time.perf_counter() - request.started_at), 1)  # type: ignore[attr-defined]
         access_log.info(
@@ -42,15 +44,14 @@ class RequestIdMiddleware:
             extra={"method": request.method, "path": request.path, "status": response.status_code,
                    "duration_ms": elapsed_ms},
         )
-        request_id_var.reset(token)  # type: ignore[arg-type]
         return response
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        token = self._start(request)
-        return self._finish(request, self.get_response(request), token)
+        self._start(request)
+        return self._finish(request, self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        token = self._start(request)
-        return self._finish(request, await self.get_response(request), token)
+        self._start(request)
+        return self._finish(request, await self.get_response(request))

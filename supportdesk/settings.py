@@ -334,6 +334,22 @@ RATE_LIMIT_SESSIONS = _rate("RATE_LIMIT_SESSIONS", "20/h")
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_FAIL_OPEN = True
 
+# --- Escalation rules (escalations/rules.py): one threshold per rule ---------
+ESCALATION_SENTIMENT_THRESHOLD = env_float("ESCALATION_SENTIMENT_THRESHOLD", -0.5, low=-1, high=1)
+ESCALATION_SENTIMENT_WINDOW = env_int("ESCALATION_SENTIMENT_WINDOW", 3, low=1, high=20)
+ESCALATION_LOW_CONFIDENCE = env_float("ESCALATION_LOW_CONFIDENCE", 0.35, low=0, high=1)
+ESCALATION_LOW_CONFIDENCE_TURNS = env_int("ESCALATION_LOW_CONFIDENCE_TURNS", 2, low=1, high=20)
+ESCALATION_REPEAT_SIMILARITY = env_float("ESCALATION_REPEAT_SIMILARITY", 0.8, low=0.1, high=1)
+# Minutes until an escalation breaches its SLA, per priority.
+ESCALATION_SLA_MINUTES = {
+    "urgent": env_int("ESCALATION_SLA_URGENT_MIN", 5, low=1, high=100000),
+    "high": env_int("ESCALATION_SLA_HIGH_MIN", 15, low=1, high=100000),
+    "normal": env_int("ESCALATION_SLA_NORMAL_MIN", 60, low=1, high=100000),
+    "low": env_int("ESCALATION_SLA_LOW_MIN", 240, low=1, high=100000),
+}
+# Extra risky-topic patterns: "topic:regex;topic:regex" (added to the defaults).
+ESCALATION_EXTRA_PATTERNS = env_str("ESCALATION_EXTRA_PATTERNS", "")
+
 # --- Logging ------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 LOG_FORMAT = env_choice("LOG_FORMAT", ("json", "text"), "json")

@@ -1,0 +1,34 @@
+"""Hybrid search over the knowledge base (pgvector + Postgres full text)."""
+from __future__ import annotations
+
+from typing import Any
+
+from agent.tools.base import BaseTool
+from agent.schema import AgentContext, ToolResult
+
+SEARCH_K = 5
+
+
+def search_query(ctx: AgentContext) -> str:
+    """The message, plus the previous user turn when the message is a short follow-up."""
+    text = ctx.redacted_text or ctx.text
+    if len(text.split()) <= 4:
+        previous = [h.content for h in ctx.history if h.role == "user"][-1:]
+        text = " ".join(previous + [text])
+    return text
+
+
+class KnowledgeSearchTool(BaseTool):
+    name = "knowledge_search"
+    description = "Searches the help centre and returns the most relevant passages with a confidence."
+    parameters = {"type": "object", "properties": {"query": {"type": "string"}, "k": {"type": "integer"}},
+                  "required": ["query"]}
+
+    def run(self, ctx: AgentContext, **args: Any) -> ToolResult:
+        from knowledge.retrieval import search
+
+        response = search(args.get("query") or search_query(ctx), k=int(args.get("k") or SEARCH_K))
+        ctx.search = response
+        titles = "; ".join(f"{r.title} › {r.heading_path}"[:80] for r in response.results[:3])
+        return ToolResult(ok=True, data=[r.chunk_id for r in response.results],
+                          summary=f"{len(response.results)} results, confidence {response.confidence:.2f}: {titles}")

@@ -1,0 +1,51 @@
+"""The agent's view of one conversation (implements agent.schema.ConversationStore)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from agent.schema import AttachmentItem, HistoryItem, MemoryItem
+from conversations.models import Attachment, Memory, Message
+
+SPOKEN_ROLES = (Message.Role.USER, Message.Role.ASSISTANT, Message.Role.HUMAN)
+
+
+class DbConversationStore:
+    def __init__(self, *, session_id: int, message_id: int) -> None:
+        self.session_id = session_id
+        self.message_id = message_id
+
+    def _earlier(self):  # type: ignore[no-untyped-def]
+        return (Message.objects.filter(session_id=self.session_id, role__in=SPOKEN_ROLES, id__lt=self.message_id)
+                .exclude(content=""))
+
+    def history(self, limit: int) -> list[HistoryItem]:
+        if limit <= 0:
+            return []
+        rows = list(self._earlier().order_by("-id").values_list("role", "content", "confidence")[:limit])
+        return [HistoryItem(role, content, confidence) for role, content, confidence in reversed(rows)]
+
+    def older_history(self, skip_recent: int) -> list[HistoryItem]:
+        rows = list(self._earlier().order_by("-id").values_list("role", "content", "confidence")[skip_recent:])
+        return [HistoryItem(role, content, confidence) for role, content, confidence in reversed(rows)]
+
+    def memories(self) -> list[MemoryItem]:
+        rows = Memory.objects.filter(session_id=self.session_id, expires_at__gt=timezone.now()).order_by("kind", "key")
+        return [MemoryItem(m.kind, m.key, m.content) for m in rows]
+
+    def attachments(self) -> list[AttachmentItem]:
+        rows = Attachment.objects.filter(message_id=self.message_id).order_by("id")
+        return [AttachmentItem(a.original_name, a.content_type, a.text, a.status, a.file.url if a.file else "")
+                for a in rows]
+
+    def save_memories(self, *, facts: dict[str, str], summary: str | None, ttl_s: int) -> None:
+        expires = timezone.now() + timedelta(seconds=ttl_s)
+        with transaction.atomic():
+            for key, value in facts.items():
+                Memory.objects.update_or_create(session_id=self.session_id, kind=Memory.Kind.FACT, key=key,
+                                                defaults={"content": value[:500], "expires_at": expires})
+            if summary:
+                Memory.objects.update_or_create(session_id=self.session_id, kind=Memory.Kind.SUMMARY, key="",
+                                                defaults={"content": summary, "expires_at": expires})
