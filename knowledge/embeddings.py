@@ -40,7 +40,7 @@ def _load() -> SentenceTransformer:
 
     model = SentenceTransformer(settings.EMBEDDING_MODEL, device="cpu", local_files_only=True)
     model.max_seq_length = 256
-    dims = model.get_sentence_embedding_dimension()
+    dims = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()
     if dims != settings.EMBEDDING_DIMENSIONS:
         raise ValueError(f"EMBEDDING_MODEL gives {dims} dimensions; the schema expects {settings.EMBEDDING_DIMENSIONS}")
     log.info("embedding model loaded", extra={"path": settings.EMBEDDING_MODEL})
