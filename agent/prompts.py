@@ -18,8 +18,13 @@ Rules:
 ROLE_MAP = {"user": "user", "assistant": "assistant", "human": "assistant", "system": "system"}
 
 
+def instructions(persona: str | None = None) -> str:
+    """The confidential part of the system prompt (the rest is retrieved data)."""
+    return f"{persona or settings.SUPPORT_PERSONA}\n\n{RULES.format(company=settings.COMPANY_NAME)}"
+
+
 def system_prompt(ctx: AgentContext, tools: list[BaseTool], persona: str | None = None) -> str:
-    parts = [persona or settings.SUPPORT_PERSONA, RULES.format(company=settings.COMPANY_NAME)]
+    parts = [instructions(persona)]
     if tools:
         parts.append("Tools you may call:\n" + "\n".join(f"- {t.name}: {t.description}" for t in tools))
     parts.append(memory_block(ctx))

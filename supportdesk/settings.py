@@ -229,6 +229,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "supportdesk.tasks.heartbeat", "schedule": 15.0},
+    "purge-expired-memories": {"task": "conversations.tasks.purge_expired_memories", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_HEARTBEAT_MAX_AGE_S = 60
@@ -349,6 +350,58 @@ ESCALATION_SLA_MINUTES = {
 }
 # Extra risky-topic patterns: "topic:regex;topic:regex" (added to the defaults).
 ESCALATION_EXTRA_PATTERNS = env_str("ESCALATION_EXTRA_PATTERNS", "")
+
+
+# Business hours of the human team (escalations/hours.py), checked at start-up.
+def _business_hours(name: str, default: str) -> str:
+    from escalations.hours import parse_hours
+
+    value = env_str(name, default)
+    try:
+        parse_hours(value)
+    except ValueError:
+        raise EnvError(name, 'weekly hours such as "mon-fri 08:00-20:00, sat 09:00-17:00" or "24/7"', value) from None
+    return value
+
+
+def _holidays(name: str) -> list[str]:
+    from datetime import date
+
+    days = env_list(name)
+    for day in days:
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise EnvError(name, "comma-separated dates such as 2026-12-25,2027-01-01", day) from None
+    return days
+
+
+def _time_zone(name: str, default: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    value = env_str(name, default)
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError, OSError):
+        raise EnvError(name, "an IANA time zone such as Europe/Berlin", value) from None
+    return value
+
+
+ESCALATION_TIME_ZONE = _time_zone("ESCALATION_TIME_ZONE", TIME_ZONE)
+ESCALATION_BUSINESS_HOURS = _business_hours("ESCALATION_BUSINESS_HOURS", "mon-fri 08:00-20:00, sat 09:00-17:00")
+ESCALATION_HOLIDAYS = _holidays("ESCALATION_HOLIDAYS")
+# Minutes a human needs per conversation on average; drives the "expected wait" shown to users.
+ESCALATION_AVG_HANDLE_MIN = env_int("ESCALATION_AVG_HANDLE_MIN", 6, low=1, high=1440)
+# The queue colours an SLA amber this many minutes before it is due.
+ESCALATION_SLA_WARNING_MIN = env_int("ESCALATION_SLA_WARNING_MIN", 5, low=0, high=1440)
+# What a resolved chat becomes: "bot" (the assistant answers again) or "closed" (the user starts a new chat).
+ESCALATION_RESOLVE_STATE = env_choice("ESCALATION_RESOLVE_STATE", ("bot", "closed"), "bot")
+ESCALATION_WEBHOOK_URL = env_url("ESCALATION_WEBHOOK_URL", ("http", "https"))
+ESCALATION_WEBHOOK_SECRET = env_str("ESCALATION_WEBHOOK_SECRET", "")
+ESCALATION_WEBHOOK_TIMEOUT_S = env_float("ESCALATION_WEBHOOK_TIMEOUT_S", 5.0, low=0.1, high=120)
+if ESCALATION_WEBHOOK_URL and not ESCALATION_WEBHOOK_SECRET:
+    raise EnvError("ESCALATION_WEBHOOK_SECRET", "a signing secret when ESCALATION_WEBHOOK_URL is set")
+CELERY_BEAT_SCHEDULE["escalation-sweep"] = {"task": "escalations.tasks.sweep", "schedule": 30.0}
 
 # --- Logging ------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
