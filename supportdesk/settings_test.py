@@ -7,6 +7,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from supportdesk.settings import *  # noqa: E402,F403
 
+# One test database per pytest process: developers (and their helpers) may run
+# several suites at once against the same embedded server.
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = True
