@@ -43,6 +43,10 @@ class Escalation(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     first_response_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Set once when the SLA passes without a human reply, so a breach is counted once.
+    breached_at = models.DateTimeField(null=True, blank=True)
+    # Set when the outgoing webhook was delivered, so a retried task never sends twice.
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["sla_due_at"]
@@ -67,6 +71,21 @@ class Escalation(models.Model):
 
     def is_overdue(self) -> bool:
         return self.is_open() and self.sla_due_at <= timezone.now()
+
+
+class InternalNote(models.Model):
+    """A note between staff on an escalation; never shown to the end user."""
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.body[:60]
 
 
 class EscalationEvent(models.Model):

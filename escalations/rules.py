@@ -355,6 +355,17 @@ _HUMAN_PATTERNS: tuple[tuple[re.Pattern[str], bool], ...] = tuple(
             rf"\b(?:isn't|is not|who's not|that's not|not)\s+(?:a\s+|an\s+)?{_BOT}\b",
             False,
         ),
+        # Questions: "is there a person I can talk to?", "can a human look at this?"
+        (
+            rf"\b(?:is|are) there {_STRONG_TARGET}\s+(?:(?:that|who)\s+)?(?:i|we)\s+(?:can|could|might)"
+            r"\s+(?:talk|speak|chat|write)\b",
+            True,
+        ),
+        (
+            rf"\b(?:can|could)\s+{_STRONG_TARGET}\s+(?:please\s+)?(?:look (?:at|into)"
+            r"|check|review|help|handle|take (?:a look|over)|call|contact|get back to)\b",
+            True,
+        ),
         (
             r"\b(?:is|are) (?:there )?(?:anyone|anybody|someone|somebody|a human|any humans"
             r"|a real person|real people|an actual person|a person|an agent)"

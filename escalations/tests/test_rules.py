@@ -107,6 +107,10 @@ ASKS_FOR_HUMAN = [
     # A negated clause does not cancel a later request.
     "I don't want to talk to a bot, I want a human",
     "I don't get it, let me talk to a human",
+    # Paraphrased as a question.
+    "is there a person I can talk to?",
+    "Can a human look at this?",
+    "could one of your agents check my order",
 ]
 
 NOT_ASKING_FOR_HUMAN = [
@@ -121,6 +125,9 @@ NOT_ASKING_FOR_HUMAN = [
     "who is your delivery agent",
     "the representative sample",
     "where is my order",
+    "can human resources help me",
+    "can your agent field handle unicode",
+    "will the agent handle my refund",
 ]
 
 NEGATED_REQUESTS = [
