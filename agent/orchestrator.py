@@ -31,7 +31,7 @@ from agent.schema import (
     ToolResult,
 )
 from agent.tools.base import ToolError
-from agent.tools.registry import get_tool, llm_tools
+from agent.tools.registry import get_tool
 from knowledge.injection import detect_injection
 
 log = logging.getLogger(__name__)
@@ -177,15 +177,12 @@ async def _grounded(state: Run, response: AgentResponse) -> AsyncIterator[AgentE
 
 
 def _grounded_extract(ctx: AgentContext) -> grounded.Extract:
-    from escalations.config import rule_config
-    from knowledge.embeddings import encode_query
     from agent.tools.knowledge_search import search_query
+    from escalations.config import rule_config
 
     results = ctx.search.results if ctx.search is not None else []
     confident = confidence_of(ctx) >= rule_config().low_confidence_threshold
-    query = search_query(ctx)
-    vector = encode_query(query) if results and confident else None
-    return grounded.compose(query, vector, results, confident=confident)
+    return grounded.compose(search_query(ctx), results, confident=confident)
 
 
 def finish(state: Run, response: AgentResponse) -> None:

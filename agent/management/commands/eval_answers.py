@@ -3,8 +3,7 @@
 The corpus goes through the real pipeline into the collection eval_retrieval uses
 (`eval-<dataset folder name>`, shared and reused). Each query then takes the agent's
 own grounded path: knowledge.retrieval.search with the agent's k on that collection,
-then the orchestrator's grounded extract (confidence gate, query embedding,
-agent.grounded.compose).
+then the orchestrator's grounded extract (confidence gate, agent.grounded.compose).
 
 - answer_overlap_rate: share of answers whose token-overlap recall against the
   reference answer is at least 0.5. Tokens are lowercase [a-z0-9]+ runs counted as a
@@ -32,6 +31,7 @@ from agent.guardrails import redact_pii
 from agent.orchestrator import _grounded_extract  # the agent's own grounded step, not a copy
 from agent.schema import AgentContext
 from agent.tools.knowledge_search import SEARCH_K, search_query
+from escalations.config import rule_config
 from knowledge import retrieval
 from knowledge.management.commands.eval_retrieval import SPLIT_FILES, ensure_corpus, read_jsonl, read_qrels
 from knowledge.models import Document
@@ -85,7 +85,8 @@ class Command(BaseCommand):
         if ingest["reused"]:
             self.stdout.write(f"reusing collection {collection} ({ingest['documents']} documents)")
         report = self._evaluate(queries, qrels, references, collection)
-        report = {**report, "split": split, "dataset": dataset.name, "tokens": "multiset"}
+        report = {**report, "split": split, "dataset": dataset.name, "collection": collection, "tokens": "multiset",
+                  "low_confidence_threshold": rule_config().low_confidence_threshold}
         self._print(report)
         if json_path is not None:
             json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -132,5 +133,6 @@ class Command(BaseCommand):
         self.stdout.write(f"\n{report['dataset']}, split {report['split']}, {report['n']} queries (grounded mode)")
         for name, target in (("answer_overlap_rate", 0.60), ("citation_hit_rate", 0.75)):
             self.stdout.write(f"{name:<22}{report[name]:>8.4f}   (target >= {target:.2f})")
-        self.stdout.write(f"{'not_found_rate':<22}{report['not_found_rate']:>8.4f}")
+        self.stdout.write(f"{'not_found_rate':<22}{report['not_found_rate']:>8.4f}   "
+                          f"(confidence < {report['low_confidence_threshold']})")
         self.stdout.write(f"{'median_words':<22}{report['median_words']:>8}   (max {report['max_words']})")
