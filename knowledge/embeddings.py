@@ -38,6 +38,10 @@ def get_model() -> SentenceTransformer:
 def _load() -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
+    if settings.EMBEDDING_THREADS:
+        import torch
+
+        torch.set_num_threads(settings.EMBEDDING_THREADS)
     model = SentenceTransformer(settings.EMBEDDING_MODEL, device="cpu", local_files_only=True)
     model.max_seq_length = 256
     dims = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()

@@ -2,6 +2,7 @@
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
+os.environ.setdefault("EMBEDDING_THREADS", "1")  # many short query encodes; threads would only contend
 
 from supportdesk.boot import load_settings_or_exit  # noqa: E402
 

@@ -296,6 +296,9 @@ def _embedding_model() -> str:
 EMBEDDING_MODEL = _embedding_model()
 EMBEDDING_DIMENSIONS = 384
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64, low=1, high=4096)
+# torch threads for encoding; 0 keeps torch's default (one per core). The web process
+# sets 1: it encodes many short queries concurrently, and extra threads only contend.
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, low=0, high=256)
 
 # --- LLM ----------------------------------------------------------------------
 LLM_MODEL = env_str("LLM_MODEL", "")
