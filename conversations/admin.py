@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from conversations.models import Attachment, ChatSession, Memory, Message
 
@@ -20,16 +22,39 @@ class ChatSessionAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
 
 
+class FeedbackFilter(admin.SimpleListFilter):
+    """Replies customers rated: all of them, or only the 👎 ones worth a look."""
+
+    title = "customer feedback"
+    parameter_name = "rated"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("any", "Any feedback"), ("down", "👎 only"), ("up", "👍 only")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "any":
+            return queryset.filter(role=Message.Role.ASSISTANT).exclude(feedback="")
+        if self.value() in ("up", "down"):
+            return queryset.filter(role=Message.Role.ASSISTANT, feedback=self.value())
+        return queryset
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("session", "role", "short_content", "status", "feedback", "created_at")
-    list_filter = ("role", "status", "feedback", "grounded")
+    list_display = ("session", "role", "question", "short_content", "status", "feedback", "feedback_comment",
+                    "created_at")
+    list_filter = (FeedbackFilter, "role", "status", "feedback", "grounded")
+    list_select_related = ("reply_to", "session")
     search_fields = ("content", "feedback_comment")
     raw_id_fields = ("session", "reply_to", "author")
 
     @admin.display(description="Content")
     def short_content(self, obj: Message) -> str:
-        return obj.content[:80]
+        return obj.content[:200]
+
+    @admin.display(description="Question")
+    def question(self, obj: Message) -> str:
+        return obj.reply_to.content[:200] if obj.reply_to else ""
 
 
 @admin.register(Memory)

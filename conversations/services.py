@@ -181,3 +181,52 @@ def feedback_set(*, session: ChatSession, message_id: int, value: str, comment: 
 
     FEEDBACK.labels(value).inc()
     return message
+
+
+# --- Chat page additions: attachments -----------------------------------------
+
+
+def check_attachment(*, name: str, size: int) -> str:
+    """The file's extension when its type and size are allowed; MessageRejected otherwise."""
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if extension not in settings.ATTACHMENT_TYPES:
+        raise MessageRejected("unsupported_type", "Unsupported file type")
+    if size > settings.ATTACHMENT_MAX_MB * 1024 * 1024:
+        raise MessageRejected("too_large", f"File too large (max {settings.ATTACHMENT_MAX_MB} MB)")
+    if size == 0:
+        raise MessageRejected("empty_file", "This file is empty")
+    return extension
+
+
+def attachment_create(*, session: ChatSession, name: str, data: bytes) -> Attachment:
+    """Store an upload for the session's next message; documents are converted to text now.
+
+    A file that cannot be read is kept as `failed` (with the reason) so the customer and
+    staff can see it; the agent only ever reads `ready` text. Images are stored and shown
+    but not described (no vision model).
+    """
+    from django.core.files.base import ContentFile
+
+    from agent.attachments import IMAGE_EXTENSIONS, AttachmentError, convert_attachment, image_type
+
+    name = (name or "file").replace("/", "_").replace("\\", "_")[-200:]
+    extension = check_attachment(name=name, size=len(data))
+    mime, text, status, error = image_type(data), "", Attachment.Status.READY, ""
+    if extension in IMAGE_EXTENSIONS and mime is None:
+        raise MessageRejected("unsupported_type", "Unsupported file type")
+    if mime is None:
+        try:
+            text, kind = convert_attachment(data, name)
+            mime = f"text/x-{kind}"
+        except AttachmentError as exc:
+            status, error, mime = Attachment.Status.FAILED, exc.message[:255], "application/octet-stream"
+    attachment = Attachment(session=session, original_name=name, content_type=mime, size=len(data),
+                            text=text, status=status, error=error)
+    attachment.file.save(f"{session.public_id.hex[:12]}-{extension}.{extension}", ContentFile(data), save=False)
+    attachment.save()
+    return attachment
+
+
+def message_needs_reply(*, message: Message, created: bool) -> bool:
+    """A new message, or a resend whose first attempt never got as far as starting a reply."""
+    return created or not message.replies.exists()

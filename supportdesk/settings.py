@@ -215,7 +215,9 @@ DJANGO_REDIS_LOGGER = "supportdesk.redis"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_CHANNELS_URL], "capacity": 500, "expiry": 30},
+        # channels-redis blocks up to 5 s reading a channel; redis-py's default 5 s socket
+        # timeout would kill idle sockets, so the read timeout must be longer than that.
+        "CONFIG": {"hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15}], "capacity": 500, "expiry": 30},
     }
 }
 
