@@ -1,11 +1,10 @@
 """Reads on conversations: what the chat page, the socket and the API show."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-from django.apps import apps
 from django.db.models import QuerySet
 
+from agent.sources import SourceView, cited_passage
 from conversations.models import Attachment, ChatSession, Message
 
 HISTORY_LIMIT = 200
@@ -53,34 +52,6 @@ def attachment_of_session(*, session: ChatSession, attachment_id: int) -> Attach
     return Attachment.objects.filter(pk=attachment_id, session=session).first()
 
 
-@dataclass(frozen=True)
-class Passage:
-    chunk_id: int
-    text: str
-    heading: str
-    location: str
-    cited: bool
-
-
-@dataclass(frozen=True)
-class SourceView:
-    title: str
-    heading: str
-    passages: list[Passage]
-
-
 def source_passage(*, chunk_id: int, context: int = 1) -> SourceView | None:
-    """A cited chunk with its neighbours, only from ready documents of the default collection.
-
-    Read through the app registry: conversations must not import knowledge (imports flow
-    conversations → agent → knowledge), and this is a read-only view of public help pages.
-    """
-    chunk_model = apps.get_model("knowledge", "Chunk")
-    chunk = (chunk_model.objects.select_related("document")
-             .filter(pk=chunk_id, document__status="ready", document__collection="default").first())
-    if chunk is None:
-        return None
-    nearby = chunk_model.objects.filter(document=chunk.document, ordinal__gte=chunk.ordinal - context,
-                                        ordinal__lte=chunk.ordinal + context).order_by("ordinal")
-    passages = [Passage(c.pk, c.text, c.heading_path, c.location, c.pk == chunk.pk) for c in nearby]
-    return SourceView(title=chunk.document.title, heading=chunk.heading_path, passages=passages)
+    """A cited passage with its neighbours (help-centre documents only)."""
+    return cited_passage(chunk_id=chunk_id, context=context)
