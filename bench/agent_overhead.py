@@ -32,6 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,17 +51,7 @@ REPLY = ("Thanks for your question. Based on the help centre, the short answer i
 
 
 def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench-agent"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("LLM_MODEL", "")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django("bench-agent", LLM_MODEL="")
 
 
 # --- Knowledge base ------------------------------------------------------------------

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
@@ -25,17 +27,7 @@ TARGET_RATIO = 0.85
 
 
 def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench-ingest"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
-    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django("bench-ingest", CELERY_TASK_ALWAYS_EAGER="true")
 
 
 def build_documents(pages: int, per_document: int = 15) -> list[tuple[str, bytes]]:

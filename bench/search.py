@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 import numpy as np
 
@@ -31,16 +33,7 @@ TARGET_RECALL, TARGET_P95_MS = 0.95, 20.0
 
 
 def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("VAR_DIR", str(WORK))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    common.setup_django("bench-search")
 
 
 def windows(limit: int) -> list[str]:
