@@ -98,10 +98,17 @@ class Command(BaseCommand):
         parser.add_argument("--split", choices=tuple(SPLIT_FILES), default="dev")
         parser.add_argument("--json", type=Path, dest="json_path")
         parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries")
+        parser.add_argument("--queries", type=Path, default=None, dest="queries_path",
+                            help="a JSONL of extra queries carrying their own qrels ({\"id\", \"text\", \"qrels\": "
+                                 "{doc_id: grade}}), instead of the dataset's split")
 
     def handle(self, *args: object, dataset: Path, split: str, json_path: Path | None, limit: int | None,
-               **options: object) -> None:
-        queries, qrels = self._load(dataset, split, limit)
+               queries_path: Path | None, **options: object) -> None:
+        if queries_path is None:
+            queries, qrels = self._load(dataset, split, limit)
+        else:
+            queries, qrels = self._load_own(queries_path, limit)
+            split = queries_path.name
         collection = f"eval-{dataset.resolve().name}"
         ingest = ensure_corpus(dataset, collection, self.stdout.write)
         if ingest["reused"]:
@@ -123,6 +130,13 @@ class Command(BaseCommand):
         queries = [q for q in read_jsonl(paths[1]) if any(g > 0 for g in qrels.get(str(q["id"]), {}).values())]
         queries = [{**q, "id": str(q["id"])} for q in queries]
         return (queries[:limit] if limit is not None else queries), qrels
+
+    def _load_own(self, path: Path, limit: int | None) -> tuple[list[dict], Qrels]:
+        if not path.is_file():
+            raise CommandError(f"missing queries file: {path}")
+        rows = read_jsonl(path)[:limit]
+        queries = [{"id": str(row["id"]), "text": row["text"]} for row in rows]
+        return queries, {str(row["id"]): {str(doc): int(g) for doc, g in row["qrels"].items()} for row in rows}
 
     def _print_table(self, name: str, split: str, n: int, results: dict[str, dict[str, float]]) -> None:
         self.stdout.write(f"\n{name}, split {split}, {n} queries (document level)")

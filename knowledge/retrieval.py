@@ -1,0 +1,507 @@
+"""Knowledge search for the agent: dense (pgvector), full text (BM25 over tsvector) and hybrid.
+
+Dense: cosine distance on the HNSW index, with pgvector's iterative scan so the
+collection/tag/status filter does not starve the result list.
+
+Full text: Postgres' ts_rank has no IDF, so on a natural-language question the
+common words decide the ranking. Instead the query's lexemes (english config:
+stemmed, stopwords dropped) are ORed to find candidates through the GIN index and
+scored with BM25 from the tsvector itself: IDF from per-term document counts in
+the collection, term frequency from the positions (title/heading positions, weight
+A, count TITLE_TF_WEIGHT times), length normalised by the chunk's token count.
+
+Each chunk's BM25 is multiplied by its coverage, the share of the query's IDF mass it
+contains (a coordination factor, as in classic Lucene): two rare words matched beat
+one rare word repeated.
+
+Hybrid: a convex combination of per-query min-max normalised scores of both
+candidate pools, where the text part is also gated by coverage. A text match on one
+incidental word of a long question then adds little, so a customer describing a
+symptom in their own words still gets what the dense retriever found; a chunk found
+by only one retriever scores 0 on the other. Chunks flagged as possible prompt
+injection keep their place in the pool but their score is scaled by FLAGGED_PENALTY.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import connection, transaction
+
+from knowledge import embeddings
+from knowledge.metrics import RETRIEVAL_SECONDS
+from knowledge.models import DEFAULT_COLLECTION, Chunk
+
+log = logging.getLogger("knowledge.retrieval")
+
+# --- Tuned constants ------------------------------------------------------------
+# Chosen on the dev splits only (E-Manual dev 341 queries, SciFact dev 150), document-level
+# nDCG@10 (dense / full text / hybrid): E-Manual .535 / .713 / .721, SciFact .681 / .652 / .707.
+# - Full text: plain OR + ts_rank_cd scored .462 on E-Manual dev, OR + ts_rank .550, ANDed
+#   websearch_to_tsquery .496; BM25 from the tsvector .68-.69, x coverage .713. k1 (0.9-1.6), b
+#   (0.5-0.9) and the title tf weight (0.5-2) moved nDCG by < .01: textbook values kept.
+# - Fusion, nDCG@10 on E-Manual dev / SciFact dev (candidate pool 50): min-max w=.3 .728/.684,
+#   w=.4 .724/.700; z-score w=.4 .725/.702; RRF k=60 w=.3-.5 <= .696/.698. Gating the text part
+#   by coverage ** 1.5 at w=.3 gives .721/.707: the same on dev, but on 15 symptom-style
+#   paraphrases of E-Manual sections (tests/data/emanual_paraphrases.jsonl) hybrid keeps .540
+#   where dense has .545 and full text .078, against .246 (min-max w=.3), .291 (z-score w=.4)
+#   and .184 (RRF w=.3) ungated. Pools of 30/50/100 and gate powers 1-2 at w=.25-.35 are all within .005.
+# - A bonus for several matching chunks per document (0.02-0.05 x log n) changed nothing.
+# - hnsw.ef_search: dense nDCG@10 on SciFact dev .674 at 40, .677 at 100, .681 at 200 and 400
+#   (= exact), for ~2 ms more per query.
+EF_SEARCH = 200
+BM25_K1 = 1.2
+BM25_B = 0.75
+TITLE_TF_WEIGHT = 1.0  # what one title/heading occurrence (weight A) counts as in tf; body text counts 1
+COVERAGE_POWER = 1.0  # full-text score = BM25 x coverage ** COVERAGE_POWER
+FUSION = "minmax"  # or "zscore", "rrf"
+DENSE_WEIGHT = 0.3
+GATE_POWER = 1.5  # hybrid text part = (1 - DENSE_WEIGHT) x coverage ** GATE_POWER x normalised text score
+RRF_K = 60
+MULTI_CHUNK_BONUS = 0.0
+FLAGGED_PENALTY = 0.5
+# Confidence = logistic(bias + a x best cosine similarity + b x its lead over the 10th best
+# document), fitted (sklearn, C=10) on dev hybrid top-1 correctness: E-Manual and SciFact dev
+# at 40% weight each, plus each set's queries run against the other corpus (nothing relevant,
+# label 0) at 10% each. Dev, mean p vs top-1 accuracy: E-Manual .52 vs .54 (Brier .272),
+# SciFact .55 vs .59 (Brier .203); off-topic mean p .11-.15, 99% under 0.35; the 15 symptom
+# paraphrases .32 vs .47. A relative margin of the fused scores over the runner-up ranked better
+# on the datasets (AUC .69/.86 against .52/.74) but their qrels hold one section per question:
+# on the demo help centre, where two articles answer "How do I return an item?", it gave .25.
+CONFIDENCE_BIAS = -3.168
+CONFIDENCE_DENSE = 3.548
+CONFIDENCE_GAP = 6.081
+CONFIDENCE_GAP_RANK = 10
+
+MODES = ("dense", "fulltext", "hybrid")
+PREFILTER_FACTOR, PREFILTER_MIN = 4, 200  # chunks scored exactly: max(4 x pool, 200)
+SCOPE_STATS_TTL_S = 60
+FETCH_BUDGET = 3000  # chunks fetched for full text at most (sum of the seed lexemes' counts)
+MAX_QUERY_CHARS = 2000
+MAX_QUERY_TERMS = 32
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    chunk_id: int
+    document_id: int
+    title: str
+    heading_path: str
+    location: str
+    text: str
+    score: float  # the fused score used for ranking
+    dense_score: float | None  # cosine similarity, None if not retrieved densely
+    text_score: float | None  # BM25 (from the tsvector) x coverage, None if not matched
+    injection_flagged: bool
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    results: list[SearchResult]
+    confidence: float  # calibrated P(top result relevant)
+    took_ms: float
+
+
+@dataclass(frozen=True)
+class DocumentHit:
+    document_id: int
+    score: float
+    best: SearchResult
+    matching_chunks: int
+
+
+@dataclass(frozen=True)
+class DocumentSearchResponse:
+    results: list[DocumentHit]
+    confidence: float
+    took_ms: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    chunk_id: int
+    document_id: int
+    score: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class TextCandidates:
+    hits: list[Candidate]  # score = BM25 x coverage ** COVERAGE_POWER
+    coverage: dict[int, float]  # chunk id -> share of the query's IDF mass it contains
+
+
+NO_TEXT = TextCandidates([], {})
+
+
+@dataclass(frozen=True)
+class Ranked:
+    chunk_id: int
+    document_id: int
+    score: float
+    dense: float | None
+    text: float | None
+    flagged: bool
+
+
+def search(
+    query: str,
+    *,
+    k: int = 5,
+    mode: str = "hybrid",
+    collection: str = DEFAULT_COLLECTION,
+    tags: Sequence[str] = (),
+    candidates: int = 50,
+) -> SearchResponse:
+    """The k best chunks for `query` among ready documents of `collection` carrying all `tags`.
+
+    mode is "dense", "fulltext" or "hybrid"; `candidates` is the size of each
+    retriever's pool. Never raises on user input: a query with nothing searchable
+    returns no results.
+    """
+    started = time.perf_counter()
+    ranked, confidence = _rank(query, mode=mode, collection=collection, tags=tags, candidates=candidates)
+    results = _hydrate(ranked[: max(k, 0)])
+    took_ms = _observe(started, mode=mode, collection=collection, query=query, results=len(results),
+                       confidence=confidence)
+    return SearchResponse(results=results, confidence=confidence, took_ms=took_ms)
+
+
+def search_documents(
+    query: str,
+    *,
+    k: int = 10,
+    mode: str = "hybrid",
+    collection: str = DEFAULT_COLLECTION,
+    tags: Sequence[str] = (),
+    candidates: int = 50,
+) -> DocumentSearchResponse:
+    """Like search(), one hit per document, scored by its best chunk (see group_by_document)."""
+    started = time.perf_counter()
+    ranked, confidence = _rank(query, mode=mode, collection=collection, tags=tags, candidates=candidates)
+    grouped = group_by_document(ranked)[: max(k, 0)]
+    best = {r.chunk_id: r for r in _hydrate([top for _, top, _ in grouped])}
+    hits = [DocumentHit(top.document_id, score, best[top.chunk_id], n) for score, top, n in grouped]
+    took_ms = _observe(started, mode=mode, collection=collection, query=query, results=len(hits),
+                       confidence=confidence)
+    return DocumentSearchResponse(results=hits, confidence=confidence, took_ms=took_ms)
+
+
+def group_by_document(ranked: Sequence[Ranked], bonus: float = MULTI_CHUNK_BONUS) -> list[tuple[float, Ranked, int]]:
+    """(score, best chunk, matching chunks) per document, best first.
+
+    The score is the best chunk's, plus bonus x log(matching chunks): 0 by default, as
+    rewarding documents for having several matching chunks did not help on dev.
+    """
+    groups: dict[int, list[Ranked]] = {}
+    for item in ranked:
+        groups.setdefault(item.document_id, []).append(item)
+    scored = [(items[0].score + bonus * math.log(len(items)), items[0], len(items)) for items in groups.values()]
+    return sorted(scored, key=lambda entry: (-entry[0], entry[1].chunk_id))
+
+
+# --- Ranking --------------------------------------------------------------------
+
+
+def _rank(query: str, *, mode: str, collection: str, tags: Sequence[str], candidates: int) -> tuple[list[Ranked], float]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    text = clean_query(query)
+    if not text:
+        return [], 0.0
+    pool = min(max(candidates, 1), 1000)
+    dense = dense_candidates(text, collection=collection, tags=tags, limit=pool) if mode != "fulltext" else []
+    full = text_candidates(text, collection=collection, tags=tags, limit=pool) if mode != "dense" else NO_TEXT
+    ranked = rank(dense, full, mode=mode)
+    return ranked, confidence_of(ranked, dense)
+
+
+def clean_query(query: str) -> str:
+    """What Postgres and the model can take: no NUL, no lone surrogates, bounded length."""
+    text = query.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+    return " ".join(text.split())[:MAX_QUERY_CHARS]
+
+
+def rank(dense: Sequence[Candidate], full: TextCandidates, *, mode: str, fusion: str = FUSION,
+         dense_weight: float = DENSE_WEIGHT, gate_power: float = GATE_POWER, rrf_k: int = RRF_K,
+         penalty: float = FLAGGED_PENALTY) -> list[Ranked]:
+    """Fuse the candidate pools (raw scores in single modes) and apply the injection penalty."""
+    dense_scores = {c.chunk_id: c.score for c in dense}
+    text_scores = {c.chunk_id: c.score for c in full.hits}
+    if mode == "dense":
+        fused = dict(dense_scores)
+    elif mode == "fulltext":
+        fused = dict(text_scores)
+    else:
+        gate = {chunk_id: value**gate_power for chunk_id, value in full.coverage.items()}
+        fused = fuse(dense_scores, text_scores, gate, fusion=fusion, dense_weight=dense_weight, rrf_k=rrf_k)
+    meta = {c.chunk_id: c for c in (*dense, *full.hits)}
+    ranked = [
+        Ranked(chunk_id, meta[chunk_id].document_id, score * (penalty if meta[chunk_id].flagged else 1.0),
+               dense_scores.get(chunk_id), text_scores.get(chunk_id), meta[chunk_id].flagged)
+        for chunk_id, score in fused.items()
+    ]
+    return sorted(ranked, key=lambda r: (-r.score, r.chunk_id))
+
+
+def fuse(dense: dict[int, float], text: dict[int, float], gate: dict[int, float], *, fusion: str,
+         dense_weight: float, rrf_k: int = RRF_K) -> dict[int, float]:
+    """w x dense part + (1 - w) x gate x text part, each part normalised within its pool.
+
+    A chunk missing from a pool gets that pool's floor (0, or the lowest z-score).
+    """
+    normalise = {"rrf": lambda scores: _reciprocal_ranks(scores, rrf_k), "zscore": _zscores}.get(fusion, _minmax)
+    dense_part, text_part = normalise(dense), normalise(text)
+    floor = (lambda part: min(part.values(), default=0.0)) if fusion == "zscore" else (lambda part: 0.0)
+    dense_floor, text_floor = floor(dense_part), floor(text_part)
+    return {
+        chunk_id: dense_weight * dense_part.get(chunk_id, dense_floor)
+        + (1 - dense_weight) * gate.get(chunk_id, 1.0) * text_part.get(chunk_id, text_floor)
+        for chunk_id in dense.keys() | text.keys()
+    }
+
+
+def _minmax(scores: dict[int, float]) -> dict[int, float]:
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    if high - low < 1e-9:
+        return {key: 1.0 for key in scores}
+    return {key: (value - low) / (high - low) for key, value in scores.items()}
+
+
+def _zscores(scores: dict[int, float]) -> dict[int, float]:
+    if not scores:
+        return {}
+    mean = sum(scores.values()) / len(scores)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in scores.values()) / len(scores)) or 1.0
+    return {key: (value - mean) / spread for key, value in scores.items()}
+
+
+def _reciprocal_ranks(scores: dict[int, float], rrf_k: int) -> dict[int, float]:
+    ordered = sorted(scores, key=lambda key: (-scores[key], key))
+    return {key: 1.0 / (rrf_k + position + 1) for position, key in enumerate(ordered)}
+
+
+def confidence_features(dense: Sequence[Candidate]) -> tuple[float, float]:
+    """(best cosine similarity, its lead over the CONFIDENCE_GAP_RANK-th best document's).
+
+    Both are on the cosine scale, so an off-topic question (nothing close, nothing
+    standing out) reads low whatever the collection. Fused scores are min-max
+    normalised per query and a margin over the runner-up punishes help centres where
+    two articles answer the question, so neither is used.
+    """
+    best: dict[int, float] = {}
+    for candidate in dense:
+        best[candidate.document_id] = max(best.get(candidate.document_id, -1.0), candidate.score)
+    ordered = sorted(best.values(), reverse=True)
+    if not ordered:
+        return 0.0, 0.0
+    return ordered[0], ordered[0] - ordered[min(CONFIDENCE_GAP_RANK, len(ordered)) - 1]
+
+
+def confidence_of(ranked: Sequence[Ranked], dense: Sequence[Candidate]) -> float:
+    """Calibrated P(top result relevant): a logistic fitted on the dev splits (see the constants).
+
+    It reads the dense pool, so in "fulltext" mode (no dense pool) it is 0.
+    """
+    if not ranked or not dense:
+        return 0.0
+    top_dense, gap = confidence_features(dense)
+    logit = CONFIDENCE_BIAS + CONFIDENCE_DENSE * top_dense + CONFIDENCE_GAP * gap
+    return round(1.0 / (1.0 + math.exp(-logit)), 4)
+
+
+# --- SQL ---------------------------------------------------------------------------
+
+
+def _scope(collection: str, tags: Sequence[str]) -> tuple[str, dict[str, object]]:
+    """The WHERE clause on the document `d` shared by every query."""
+    clause = "d.collection = %(collection)s AND d.status = 'ready'"
+    params: dict[str, object] = {"collection": collection}
+    if tags:
+        clause += " AND d.tags @> %(tags)s::varchar[]"
+        params["tags"] = list(tags)
+    return clause, params
+
+
+def dense_candidates(query: str, *, collection: str, tags: Sequence[str] = (), limit: int = 50) -> list[Candidate]:
+    """Nearest chunks by cosine similarity (1 - distance) through the HNSW index."""
+    vector = embeddings.encode_query(query)
+    where, params = _scope(collection, tags)
+    params.update(vector="[" + ",".join(f"{x:.7g}" for x in vector) + "]", limit=limit)
+    # relaxed_order lets the index scan continue past filtered-out rows; the outer
+    # ORDER BY restores exact order among the rows it returns.
+    sql = f"""
+        WITH nearest AS MATERIALIZED (
+            SELECT c.id, c.document_id, c.injection_flagged, c.embedding <=> %(vector)s::vector AS distance
+            FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
+            WHERE {where}
+            ORDER BY c.embedding <=> %(vector)s::vector
+            LIMIT %(limit)s
+        )
+        SELECT id, document_id, 1 - distance, injection_flagged FROM nearest ORDER BY distance, id
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(EF_SEARCH, limit))])
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [Candidate(row[0], row[1], float(row[2]), row[3]) for row in rows]
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    # tsquery input syntax: quoted lexeme, with quotes and backslashes doubled.
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def query_lexemes(query: str) -> list[str]:
+    """The query's lexemes as the index stores them (english: stemmed, stopwords dropped)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [query])
+        lexemes = cursor.fetchone()[0] or []
+    return sorted(lexemes, key=len, reverse=True)[:MAX_QUERY_TERMS]
+
+
+def text_candidates(query: str, *, collection: str, tags: Sequence[str] = (), limit: int = 50) -> TextCandidates:
+    """Chunks containing a query lexeme, ranked by BM25 (computed from the tsvector) x coverage."""
+    lexemes = query_lexemes(query)
+    if not lexemes:
+        return NO_TEXT
+    where, params = _scope(collection, tags)
+    chunks, avgdl = scope_stats(collection, tags)
+    frequencies = _document_frequencies(lexemes, where, params)
+    idf = {lexeme: math.log(1 + (chunks - df + 0.5) / (df + 0.5)) for lexeme, df in frequencies.items()}
+    seeds = _seed_lexemes(frequencies)
+    if not seeds:
+        return NO_TEXT
+    params.update(
+        lexemes=list(idf), queries=[_tsquery_lexeme(lexeme) for lexeme in idf], idf=list(idf.values()),
+        total_idf=sum(idf.values()), any=" | ".join(_tsquery_lexeme(lexeme) for lexeme in seeds),
+        avgdl=avgdl, k1=BM25_K1, b=BM25_B, title_tf=TITLE_TF_WEIGHT, power=COVERAGE_POWER,
+        prefilter=max(PREFILTER_FACTOR * limit, PREFILTER_MIN), limit=limit,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_bm25_sql(where), params)
+        rows = cursor.fetchall()
+    return TextCandidates([Candidate(row[0], row[1], float(row[2]), row[3]) for row in rows],
+                          {row[0]: float(row[4]) for row in rows})
+
+
+def _document_frequencies(lexemes: list[str], where: str, params: dict[str, object]) -> dict[str, int]:
+    """Chunks in scope containing each lexeme (one GIN lookup per lexeme)."""
+    sql = f"""
+        SELECT x.lexeme, (
+            SELECT count(*) FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
+            WHERE c.search_vector @@ x.query::tsquery AND {where}
+        )
+        FROM unnest(%(lexemes)s::text[], %(queries)s::text[]) AS x(lexeme, query)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**params, "lexemes": lexemes, "queries": [_tsquery_lexeme(x) for x in lexemes]})
+        return {lexeme: int(count) for lexeme, count in cursor.fetchall()}
+
+
+def _seed_lexemes(frequencies: dict[str, int]) -> list[str]:
+    """The lexemes whose matches become candidates: rarest first, within a fetch budget.
+
+    Fetching the chunks is most of the query time, and a chunk holding only words that
+    thousands of chunks hold cannot rank high (low IDF, low coverage). The rarest
+    lexeme always seeds, so a query of common words still finds something.
+    """
+    seeds, fetched = [], 0
+    for df, lexeme in sorted((df, lexeme) for lexeme, df in frequencies.items() if df > 0):
+        if seeds and fetched + df > FETCH_BUDGET:
+            break
+        seeds.append(lexeme)
+        fetched += df
+    return seeds
+
+
+def scope_stats(collection: str, tags: Sequence[str]) -> tuple[int, float]:
+    """(chunks, mean token count) of the searched scope, for IDF and length normalisation.
+
+    Counting scans the whole collection, so the figures are cached briefly: a few
+    documents more or less barely move them.
+    """
+    key = "bm25-scope:" + hashlib.sha256(repr((collection, sorted(tags))).encode()).hexdigest()
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    where, params = _scope(collection, tags)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(avg(c.token_count), 1) FROM knowledge_chunk c "
+            f"JOIN knowledge_document d ON d.id = c.document_id WHERE {where}",
+            params,
+        )
+        chunks, avgdl = cursor.fetchone()
+    stats = (int(chunks), max(float(avgdl), 1.0))
+    cache.set(key, stats, timeout=SCOPE_STATS_TTL_S)
+    return stats
+
+
+def _bm25_sql(where: str) -> str:
+    # Unnesting a tsvector for its term frequencies is the costly step, so it runs only
+    # on the chunks holding the most IDF mass (an upper bound of their BM25).
+    return f"""
+        WITH terms AS (
+            SELECT x.lexeme, x.query::tsquery AS query, x.idf
+            FROM unnest(%(lexemes)s::text[], %(queries)s::text[], %(idf)s::float8[]) AS x(lexeme, query, idf)
+        ),
+        matches AS (
+            SELECT c.id, c.document_id, c.injection_flagged, c.search_vector, c.token_count,
+                   (SELECT sum(t.idf) FROM terms t WHERE c.search_vector @@ t.query) AS matched_idf
+            FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
+            WHERE c.search_vector @@ %(any)s::tsquery AND {where}
+            ORDER BY matched_idf DESC, c.id
+            LIMIT %(prefilter)s
+        ),
+        scored AS (
+            SELECT m.id, m.document_id, m.injection_flagged, min(m.matched_idf) / %(total_idf)s AS coverage,
+                   sum(t.idf * tf.v * (%(k1)s + 1)
+                       / (tf.v + %(k1)s * (1 - %(b)s + %(b)s * greatest(m.token_count, 1) / %(avgdl)s))) AS bm25
+            FROM matches m
+            CROSS JOIN LATERAL unnest(m.search_vector) AS u
+            JOIN terms t ON t.lexeme = u.lexeme
+            CROSS JOIN LATERAL (
+                SELECT sum(CASE w WHEN 'A' THEN %(title_tf)s ELSE 1.0 END) AS v FROM unnest(u.weights) AS w
+            ) tf
+            GROUP BY m.id, m.document_id, m.injection_flagged
+        )
+        SELECT id, document_id, bm25 * power(coverage, %(power)s) AS score, injection_flagged, coverage
+        FROM scored ORDER BY score DESC, id LIMIT %(limit)s
+    """
+
+
+# --- Results ------------------------------------------------------------------------
+
+
+def _hydrate(ranked: Iterable[Ranked]) -> list[SearchResult]:
+    ranked = list(ranked)
+    chunks = Chunk.objects.select_related("document").in_bulk([r.chunk_id for r in ranked])
+    return [
+        SearchResult(
+            chunk_id=r.chunk_id, document_id=r.document_id, title=chunks[r.chunk_id].document.title,
+            heading_path=chunks[r.chunk_id].heading_path, location=chunks[r.chunk_id].location,
+            text=chunks[r.chunk_id].text, score=r.score, dense_score=r.dense, text_score=r.text,
+            injection_flagged=r.flagged,
+        )
+        for r in ranked
+        if r.chunk_id in chunks  # a document re-indexed in between loses its old chunks
+    ]
+
+
+def _observe(started: float, *, mode: str, collection: str, query: str, results: int, confidence: float) -> float:
+    seconds = time.perf_counter() - started
+    RETRIEVAL_SECONDS.labels(mode=mode).observe(seconds)
+    took_ms = round(seconds * 1000, 2)
+    # The query text stays out of the logs: it is customer data.
+    log.info("knowledge search", extra={"mode": mode, "collection": collection, "query_chars": len(query),
+                                        "results": results, "confidence": confidence, "took_ms": took_ms})
+    return took_ms
