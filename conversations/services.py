@@ -112,8 +112,20 @@ def message_create(
     except IntegrityError:  # a concurrent resend won the race
         return Message.objects.get(session=session, client_message_id=client_message_id), False
     session_touch(session=session)
+    if session.state != ChatSession.State.BOT:
+        _capture_email_for_humans(session)
     events.publish_on_commit(session, "message", message.pk)
     return message, True
+
+
+def _capture_email_for_humans(session: ChatSession) -> None:
+    """While waiting for a human (e.g. out of hours), an email the user types is kept at once."""
+    from escalations.selectors import open_escalation_for
+    from escalations.services import escalation_email_capture
+
+    escalation = open_escalation_for(session_id=session.pk)
+    if escalation is not None:
+        escalation_email_capture(escalation=escalation)
 
 
 def reply_start(*, session: ChatSession, user_message: Message) -> Message:
@@ -135,6 +147,10 @@ def reply_complete(*, reply: Message, response: AgentResponse, latency_ms: int) 
     from agent.audit import run_link_reply
 
     with transaction.atomic():
+        current = Message.objects.select_for_update().filter(pk=reply.pk).values_list("status", flat=True).first()
+        if current != Message.Status.STREAMING:
+            # A human took over meanwhile and the reply was marked interrupted: keep it so.
+            return Message.objects.get(pk=reply.pk)
         reply.content, reply.status = response.text, Message.Status.COMPLETE
         reply.sources = [s.as_dict() for s in response.sources]
         reply.grounded, reply.confidence, reply.model = response.mode == "grounded", response.confidence, response.model

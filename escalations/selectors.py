@@ -60,3 +60,8 @@ def support_agents() -> QuerySet:
 
 def display_name(user: Any) -> str:
     return (user.get_full_name() or user.get_username()) if user is not None else "Support"
+
+
+def open_escalation_for(*, session_id: int) -> Escalation | None:
+    """The chat's live escalation, if any (there is at most one)."""
+    return Escalation.objects.select_related("session").filter(session_id=session_id, status__in=LIVE).first()
