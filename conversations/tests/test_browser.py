@@ -141,8 +141,7 @@ def wait_complete(page) -> None:
 
 def open_chat(page) -> None:
     page.goto("/")
-    page.wait_for_function("document.getElementById('conn') && window.htmx")
-    page.wait_for_timeout(300)  # the socket opens right after load
+    page.wait_for_selector("body[data-connected=true]")
 
 
 def test_a_demo_question_streams_an_answer_with_a_citation(page, fake_llm_server):

@@ -108,6 +108,7 @@ def test_a_customer_asks_for_a_person_and_staff_answer_live_then_return_the_chat
 
     # The customer asks for a person and is told where they are in the queue.
     customer.goto(daphne_server + "/")
+    customer.wait_for_selector("body[data-connected=true]")
     customer.fill("#content", "I want to talk to a person please")
     customer.click("#send")
     messages = customer.locator("#messages")

@@ -85,6 +85,7 @@
 
   document.body.addEventListener("htmx:wsOpen", function (e) {
     connected = true;
+    document.body.dataset.connected = "true"; // for styling, and for tests that must not race the socket
     closeRetries = 0;
     socket = e.detail.socketWrapper;
     setConn("");
@@ -96,6 +97,7 @@
 
   document.body.addEventListener("htmx:wsClose", function (e) {
     connected = false;
+    document.body.dataset.connected = "false";
     var code = e.detail.event.code;
     if (code === 4401 || code === 4403) return showProblem(code);
     setConn("Connection lost — reconnecting…");
