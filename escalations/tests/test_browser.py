@@ -11,31 +11,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+# One definition of where Chromium is and how a missing one is treated (skip, or fail under CI=true).
+from conversations.tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_chromium
 from escalations.tests.conftest import AGENT_PERMS, grant
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 20_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _chromium_or_skip() -> None:
-    if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
-        pytest.skip("Chromium is not installed (apt-get install -y chromium); set CI=true to make this a failure")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _server_env() -> dict[str, str]:
@@ -50,7 +37,7 @@ def _server_env() -> dict[str, str]:
 @pytest.fixture
 def daphne_server(transactional_db) -> Iterator[str]:
     """The whole app under Daphne on a free port, sharing this test's database."""
-    _chromium_or_skip()
+    _require_chromium()
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                 "supportdesk.asgi:application"], cwd=settings.BASE_DIR, env=_server_env(),
