@@ -96,9 +96,17 @@ def encode_query(text: str) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _tokenizer():  # type: ignore[no-untyped-def]
-    return get_model().tokenizer
+    # A private copy of the fast (Rust) tokenizer without truncation: calling it directly
+    # skips the transformers wrapper, which cost as much as the tokenizing itself, and
+    # leaves the model's own tokenizer settings alone.
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(get_model().tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
 
 
 def count_tokens(text: str) -> int:
     """Word pieces as the model sees them (without special tokens)."""
-    return len(_tokenizer()(text, add_special_tokens=False, truncation=False)["input_ids"])
+    return len(_tokenizer().encode(text, add_special_tokens=False).ids)

@@ -170,12 +170,19 @@ def embedding_text(title: str, draft: ChunkDraft) -> str:
 
 
 def _embed_with_progress(document: Document, drafts: list[ChunkDraft]) -> list:
+    # Batches of similar length pad less: the model's time grows with the longest text
+    # of a batch. Encoding in length order costs nothing in quality and gets within a
+    # few percent of one sorted encode() over the whole document, while still
+    # reporting progress after every batch.
     batch = settings.EMBEDDING_BATCH_SIZE
-    vectors: list = []
-    for start in range(0, len(drafts), batch):
-        texts = [embedding_text(document.title, d) for d in drafts[start : start + batch]]
-        vectors.extend(embeddings.encode(texts))
-        _set_state(document, chunks_done=len(vectors))
+    order = sorted(range(len(drafts)), key=lambda i: drafts[i].token_count)
+    vectors: list = [None] * len(drafts)
+    for start in range(0, len(order), batch):
+        indices = order[start : start + batch]
+        encoded = embeddings.encode([embedding_text(document.title, drafts[i]) for i in indices])
+        for index, vector in zip(indices, encoded, strict=True):
+            vectors[index] = vector
+        _set_state(document, chunks_done=min(start + batch, len(order)))
     return vectors
 
 

@@ -8,7 +8,7 @@ from django.db import connection
 
 from knowledge import embeddings
 from knowledge.models import Chunk, Document
-from knowledge.services import DocumentRejected, document_create, document_ingest, document_reindex
+from knowledge.services import DocumentRejected, document_create, document_ingest, document_reindex, embedding_text
 from knowledge.tasks import ingest_document
 from knowledge.tests.builders import make_docx, make_pdf, make_pptx, make_xlsx
 
@@ -177,6 +177,18 @@ def test_progress_is_saved_batch_by_batch(monkeypatch, settings, django_capture_
     assert document.chunks_total >= 4
     assert [done for done, _ in progress] == list(range(document.chunks_total))
     assert all(total == document.chunks_total for _, total in progress)
+
+
+def test_each_chunk_keeps_its_own_vector_when_batches_are_encoded_in_length_order(
+        settings, django_capture_on_commit_callbacks):
+    settings.EMBEDDING_BATCH_SIZE = 2
+    sections = [b"## Part %d\n\n" % i + b"Details of topic %d. " % i * (40 - 9 * i) for i in range(4)]
+    document = ingest(b"# Guide\n\n" + b"\n\n".join(sections), "guide.md", django_capture_on_commit_callbacks)
+    chunks = list(document.chunks.order_by("ordinal"))
+    assert len({c.token_count for c in chunks}) > 1  # lengths differ, so length order differs from reading order
+    expected = embeddings.encode([embedding_text(document.title, c) for c in chunks])
+    for chunk, vector in zip(chunks, expected, strict=True):
+        assert float(chunk.embedding @ vector) > 0.999, chunk.heading_path
 
 
 def test_chunks_that_look_like_prompt_injection_are_flagged(django_capture_on_commit_callbacks):
