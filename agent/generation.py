@@ -121,14 +121,17 @@ def _cited_numbers(text: str) -> list[int]:
 
 
 SUMMARY_PROMPT = ("Summarise this customer-support conversation in at most 5 short bullet points, keeping "
-                  "the customer's problem, order numbers, decisions and open questions. No preamble.")
+                  "the customer's problem, order numbers, decisions and open questions. When a summary so far "
+                  "is given, return it updated with the new turns. No preamble.")
 
 
-def llm_summary(older: list[HistoryItem]) -> str:
-    """A running summary by the LLM; empty when it fails (the caller falls back)."""
+def llm_summary(turns: list[HistoryItem], previous: str = "") -> str:
+    """The running summary updated by the LLM with `turns`; empty when it fails (the caller falls back)."""
     from agent.prompts import history_messages
 
-    transcript = "\n".join(f"{m['role']}: {m['content']}" for m in history_messages(older))[-12000:]
+    transcript = "\n".join(f"{m['role']}: {m['content']}" for m in history_messages(turns))[-12000:]
+    if previous:  # only the new turns are sent: the summary stands for everything before them
+        transcript = f"Summary so far:\n{redact_pii(previous).text}\n\nNew turns:\n{transcript}"
     messages = [{"role": "system", "content": SUMMARY_PROMPT}, {"role": "user", "content": transcript}]
     try:
         return async_to_sync(_collect)(messages)

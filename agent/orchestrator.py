@@ -191,8 +191,8 @@ def finish(state: Run, response: AgentResponse) -> None:
     _check_output(state, response)
     _escalate_on_tool_trouble(state, response)
     since = time.perf_counter()
-    summary = _summary_update(ctx)
-    call_tool(state, "memory", action="store", summary=summary)
+    summary, folded_until = _summary_update(ctx) or (None, None)
+    call_tool(state, "memory", action="store", summary=summary, folded_until=folded_until)
     state.lap("store_memory", since)
     response.tool_calls, response.timings_ms = state.calls, state.timings
     response.flags.update(ctx.flags)
@@ -230,17 +230,26 @@ def _escalate_on_tool_trouble(state: Run, response: AgentResponse) -> None:
         response.escalation_detail, response.escalation_priority = decision.detail, decision.priority
 
 
-def _summary_update(ctx: AgentContext) -> str | None:
-    """Fold turns that left the verbatim window into the running summary."""
-    from agent.tools.memory import extractive_summary
+def _summary_update(ctx: AgentContext) -> tuple[str, int] | None:
+    """Fold the turns that left the verbatim window since the last update into the running summary.
 
-    older = ctx.store.older_history(settings.MEMORY_MAX_HISTORY)
-    if not older:
+    Incremental, so the cost no longer grows with the conversation: only the previous summary and
+    the new turns are summarised. The LLM is asked once MEMORY_SUMMARY_EVERY customer turns have
+    gathered; until then they stay in the prompt verbatim. Returns (summary, last message folded).
+    """
+    from agent.tools.memory import extractive_summary, summary_memory
+
+    new = [item for item in ctx.unfolded_history if item.message_id is not None]
+    if not new:
         return None
+    summary = summary_memory(ctx.memories)
+    # A summary without a watermark (written before there was one) may overlap the new turns: start over.
+    previous = summary.content if summary is not None and summary.folded_until is not None else ""
+    text = ""
     if settings.LLM_MODEL:
+        if sum(item.role == "user" for item in new) < settings.MEMORY_SUMMARY_EVERY:
+            return None
         from agent.generation import llm_summary
 
-        summary = llm_summary(older)
-        if summary:
-            return summary
-    return extractive_summary(older)
+        text = llm_summary(new, previous)
+    return (text or extractive_summary(new, previous=previous)), new[-1].message_id

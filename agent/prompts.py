@@ -86,6 +86,8 @@ def build_messages(ctx: AgentContext, tools: list[BaseTool], summary: str = "") 
     messages = [{"role": "system", "content": system_prompt(ctx, tools)}]
     if summary:
         messages.append({"role": "system", "content": f"Summary of the earlier conversation:\n{summary}"})
-    messages += history_messages(ctx.history)
+    # Older turns not yet folded into the summary come first, so none is lost between summary
+    # updates; trim_to_window drops the oldest when the budget is short.
+    messages += history_messages([*ctx.unfolded_history, *ctx.history])
     messages.append({"role": "user", "content": ctx.redacted_text})
     return messages

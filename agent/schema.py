@@ -10,6 +10,7 @@ class HistoryItem:
     role: str  # "user" | "assistant" | "human" | "system"
     content: str
     confidence: float | None = None  # retrieval confidence of an assistant reply
+    message_id: int | None = None  # lets the summary record how far it has folded
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class MemoryItem:
     kind: str  # "summary" | "fact"
     key: str
     content: str
+    # Summary only: the id of the last message folded into it (the watermark for the next update).
+    folded_until: int | None = None
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,11 @@ class ConversationStore(Protocol):
     """
 
     def history(self, limit: int) -> list[HistoryItem]: ...
-    def older_history(self, skip_recent: int) -> list[HistoryItem]: ...
+    def older_history(self, skip_recent: int, after_id: int | None = None) -> list[HistoryItem]: ...
     def memories(self) -> list[MemoryItem]: ...
     def attachments(self) -> list[AttachmentItem]: ...
-    def save_memories(self, *, facts: dict[str, str], summary: str | None, ttl_s: int) -> None: ...
+    def save_memories(self, *, facts: dict[str, str], summary: str | None, ttl_s: int,
+                      folded_until: int | None = None) -> None: ...
 
 
 @dataclass
@@ -56,6 +60,8 @@ class AgentContext:
     # Filled by the pipeline's steps:
     redacted_text: str = ""
     history: list[HistoryItem] = field(default_factory=list)
+    # Older than the verbatim window but not yet in the summary: the prompt carries them verbatim.
+    unfolded_history: list[HistoryItem] = field(default_factory=list)
     memories: list[MemoryItem] = field(default_factory=list)
     attachments: list[AttachmentItem] = field(default_factory=list)
     search: Any = None  # knowledge.retrieval.SearchResponse

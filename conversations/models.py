@@ -105,6 +105,8 @@ class Memory(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     key = models.CharField(max_length=64, blank=True, help_text="For facts: name, email, order_number…")
     content = models.TextField()
+    # Summary only: the last message folded into it, so the next update folds just the newer turns.
+    folded_until = models.BigIntegerField(null=True, blank=True, help_text="Summary: id of the last message folded in")
     expires_at = models.DateTimeField(db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -333,6 +333,7 @@ ORDER_API_TIMEOUT_S = env_float("ORDER_API_TIMEOUT_S", 5.0, low=0.1, high=120)
 # --- Conversations, memory, rate limits ---------------------------------------
 CHAT_SESSION_TTL_S = _duration_s("CHAT_SESSION_TTL", "24h")
 MEMORY_MAX_HISTORY = env_int("MEMORY_MAX_HISTORY", 10, low=0, high=200)
+MEMORY_SUMMARY_EVERY = env_int("MEMORY_SUMMARY_EVERY", 4, low=1, high=100)
 MEMORY_TTL_S = _duration_s("MEMORY_TTL", "30d")
 RATE_LIMIT_MESSAGES = _rate("RATE_LIMIT_MESSAGES", "20/m")
 RATE_LIMIT_UPLOADS = _rate("RATE_LIMIT_UPLOADS", "10/h")

@@ -193,7 +193,7 @@ def test_older_turns_are_folded_into_a_summary(chat, help_centre, settings):
 
 
 def test_the_llm_writes_the_summary_when_one_is_configured(chat, help_centre, llm, settings):
-    settings.MEMORY_MAX_HISTORY = 2
+    settings.MEMORY_MAX_HISTORY, settings.MEMORY_SUMMARY_EVERY = 2, 1
     llm.default = Behaviour(kind="text", text="- The customer asked about refunds.")
     for question in ("How long does a refund take?", "How do I reset my password?", "What does express cost?"):
         chat.ask(question)

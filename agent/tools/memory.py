@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from agent.tools.base import BaseTool
-from agent.schema import AgentContext, HistoryItem, ToolResult
+from agent.schema import AgentContext, HistoryItem, MemoryItem, ToolResult
 
 # Facts worth remembering across turns; the patterns are deliberately conservative.
 FACT_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -39,6 +39,10 @@ def extractive_summary(items: list[HistoryItem], previous: str = "", max_chars: 
     return text[-max_chars:]
 
 
+def summary_memory(memories: list[MemoryItem]) -> MemoryItem | None:
+    return next((m for m in memories if m.kind == "summary"), None)
+
+
 class MemoryTool(BaseTool):
     name = "memory"
     description = "Loads the conversation's recent turns, summary and facts, and stores new ones."
@@ -50,10 +54,18 @@ class MemoryTool(BaseTool):
     def _load(self, ctx: AgentContext) -> ToolResult:
         ctx.history = ctx.store.history(settings.MEMORY_MAX_HISTORY)
         ctx.memories = ctx.store.memories()
-        return ToolResult(ok=True, summary=f"{len(ctx.history)} recent messages, {len(ctx.memories)} memories")
+        # Turns that left the window since the summary was last written: until they are folded
+        # in, the prompt carries them verbatim so the model never loses them. Only unexpired
+        # memories load, so an expired summary has no watermark and the fold starts over.
+        summary = summary_memory(ctx.memories)
+        ctx.unfolded_history = ctx.store.older_history(settings.MEMORY_MAX_HISTORY,
+                                                       after_id=summary.folded_until if summary else None)
+        return ToolResult(ok=True, summary=f"{len(ctx.history)} recent messages, {len(ctx.unfolded_history)} "
+                                           f"older not yet summarised, {len(ctx.memories)} memories")
 
-    def _store(self, ctx: AgentContext, summary: str | None = None, **_: Any) -> ToolResult:
+    def _store(self, ctx: AgentContext, summary: str | None = None, folded_until: int | None = None,
+               **_: Any) -> ToolResult:
         facts = extract_facts(ctx.text)
-        ctx.store.save_memories(facts=facts, summary=summary, ttl_s=settings.MEMORY_TTL_S)
+        ctx.store.save_memories(facts=facts, summary=summary, ttl_s=settings.MEMORY_TTL_S, folded_until=folded_until)
         stored = sorted(facts) + (["summary"] if summary else [])
         return ToolResult(ok=True, data=facts, summary="stored " + (", ".join(stored) or "nothing"))
