@@ -37,7 +37,8 @@ def system_prompt(ctx: AgentContext, tools: list[BaseTool], persona: str | None 
 def memory_block(ctx: AgentContext) -> str:
     from agent.guardrails import redact_pii
 
-    lines = [f"- {m.key or m.kind}: {redact_pii(m.content).text}" for m in ctx.memories]
+    # The summary has a message of its own (build_messages); here only the stated facts.
+    lines = [f"- {m.key or m.kind}: {redact_pii(m.content).text}" for m in ctx.memories if m.kind != "summary"]
     return "What you remember about this customer:\n" + "\n".join(lines) if lines else ""
 
 

@@ -99,3 +99,11 @@ def test_an_expired_summary_is_rebuilt_from_all_older_turns(chat, help_centre, b
     assert PREVIOUS not in rebuilt and mentioned(rebuilt, range(1, 8)) == [1, 2, 3, 4, 5]
     row = summary_row(chat)
     assert row.content == "Noted." and row.expires_at > timezone.now()
+
+
+def test_the_summary_reaches_the_model_once_per_request(chat, help_centre, batches):
+    ask(chat, range(1, 7))
+    Memory.objects.filter(session=chat.session, kind="summary").update(content=PREVIOUS)
+    ask(chat, range(7, 8))
+    prompt = "\n".join(m["content"] or "" for m in batches.requests[-1]["messages"])
+    assert prompt.count(PREVIOUS) == 1
