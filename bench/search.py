@@ -75,6 +75,8 @@ def load(texts: list[str], vectors: np.ndarray) -> None:
     from django.db import connection
 
     from knowledge.models import Chunk, Document
+    from knowledge.retrieval import TITLE_TF_WEIGHT
+    from knowledge.services import POSTINGS_SQL
 
     Document.objects.filter(collection=COLLECTION).delete()
     with connection.cursor() as cursor:
@@ -88,10 +90,13 @@ def load(texts: list[str], vectors: np.ndarray) -> None:
     with connection.cursor() as cursor:
         cursor.execute("UPDATE knowledge_chunk SET search_vector = to_tsvector('english', text) "
                        "WHERE search_vector IS NULL")
+        ids = list(Document.objects.filter(collection=COLLECTION).values_list("id", flat=True))
+        cursor.execute(POSTINGS_SQL, {"document_ids": ids, "title_tf": TITLE_TF_WEIGHT})  # full-text reads these
         cursor.execute("SET maintenance_work_mem = '1GB'")
         cursor.execute("CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk USING hnsw (embedding vector_cosine_ops) "
                        "WITH (m = 16, ef_construction = 64)")
         cursor.execute("ANALYZE knowledge_chunk")
+        cursor.execute("VACUUM ANALYZE knowledge_posting")  # index-only scans need the visibility map
 
 
 def timed_ids(sql_settings: list[str], vector: np.ndarray) -> tuple[float, list[int]]:

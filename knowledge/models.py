@@ -61,7 +61,8 @@ class Chunk(models.Model):
     location = models.CharField(max_length=100, blank=True, help_text="page 3, sheet Orders, slide 2…")
     token_count = models.PositiveIntegerField(default=0)
     embedding = VectorField(dimensions=384)
-    # Filled in the same transaction as the insert (title/heading weighted A, body B).
+    # Filled in the same transaction as the insert (title/heading weighted A, body B); the
+    # postings (below) are derived from it. Not indexed: full-text search reads the postings.
     search_vector = SearchVectorField(null=True)
     injection_flagged = models.BooleanField(default=False, db_index=True)
 
@@ -78,8 +79,35 @@ class Chunk(models.Model):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
         ]
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class Posting(models.Model):
+    """One lexeme of one chunk: the inverted index that full-text search ranks with (BM25).
+
+    Derived from the chunk's search_vector in the transaction that stores the chunk, so
+    ranking reads a few narrow index rows per query word instead of unpacking the
+    tsvector of every matching chunk. `document` and `length` are copies of the chunk's,
+    for the scope filter and BM25's length normalisation without touching the wide chunk rows.
+    """
+
+    pk = models.CompositePrimaryKey("chunk", "lexeme")
+    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="+", db_index=False)
+    lexeme = models.TextField(db_collation="C")
+    # The chunk's own rows cascade these away; no second cascade path (and index) via the document.
+    document = models.ForeignKey(Document, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                                 related_name="+")
+    tf = models.FloatField(help_text="Occurrences; a title/heading occurrence counts TITLE_TF_WEIGHT")
+    length = models.PositiveIntegerField(help_text="The chunk's token count")
+
+    class Meta:
+        indexes = [
+            # Covering: ranking reads lexeme → (chunk, document, tf, length) from the index alone.
+            models.Index(fields=["lexeme"], include=["chunk", "document", "tf", "length"], name="posting_lexeme_cover"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme}@{self.chunk_id}"

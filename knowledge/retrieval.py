@@ -5,10 +5,13 @@ collection/tag/status filter does not starve the result list.
 
 Full text: Postgres' ts_rank has no IDF, so on a natural-language question the
 common words decide the ranking. Instead the query's lexemes (english config:
-stemmed, stopwords dropped) are ORed to find candidates through the GIN index and
-scored with BM25 from the tsvector itself: IDF from per-term document counts in
-the collection, term frequency from the positions (title/heading positions, weight
-A, count TITLE_TF_WEIGHT times), length normalised by the chunk's token count.
+stemmed, stopwords dropped) are scored with BM25 over `knowledge_posting`, an
+inverted index derived from each chunk's tsvector at ingestion (one row per lexeme
+and chunk: occurrences, title/heading ones counting TITLE_TF_WEIGHT, and the chunk's
+token count for length normalisation). IDF comes from per-lexeme chunk counts in the
+searched scope. The rarest lexemes, within FETCH_BUDGET postings, pick the candidates;
+the commoner ones are added to the best candidates' scores by primary-key lookups, so
+a question full of common words costs about as much as one without.
 
 Each chunk's BM25 is multiplied by its coverage, the share of the query's IDF mass it
 contains (a coordination factor, as in classic Lucene): two rare words matched beat
@@ -23,11 +26,13 @@ injection keep their place in the pool but their score is scaled by FLAGGED_PENA
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -57,7 +62,7 @@ log = logging.getLogger("knowledge.retrieval")
 EF_SEARCH = 200
 BM25_K1 = 1.2
 BM25_B = 0.75
-TITLE_TF_WEIGHT = 1.0  # what one title/heading occurrence (weight A) counts as in tf; body text counts 1
+TITLE_TF_WEIGHT = 1.0  # what one title/heading occurrence (weight A) counts as in tf, at ingestion; body text counts 1
 COVERAGE_POWER = 1.0  # full-text score = BM25 x coverage ** COVERAGE_POWER
 FUSION = "minmax"  # or "zscore", "rrf"
 DENSE_WEIGHT = 0.3
@@ -215,10 +220,20 @@ def _rank(query: str, *, mode: str, collection: str, tags: Sequence[str], candid
     if not text:
         return [], 0.0
     pool = min(max(candidates, 1), 1000)
-    dense = dense_candidates(text, collection=collection, tags=tags, limit=pool) if mode != "fulltext" else []
+    # The model encodes the query on another thread while Postgres ranks the full text:
+    # both are most of a search's time and neither needs the other.
+    vector = _embedder().submit(embeddings.encode_query, text) if mode != "fulltext" else None
     full = text_candidates(text, collection=collection, tags=tags, limit=pool) if mode != "dense" else NO_TEXT
+    dense = (dense_candidates(text, collection=collection, tags=tags, limit=pool, vector=vector.result())
+             if vector is not None else [])
     ranked = rank(dense, full, mode=mode)
     return ranked, confidence_of(ranked, dense)
+
+
+@functools.cache
+def _embedder() -> ThreadPoolExecutor:
+    # Created on first use, so a forked worker gets its own threads.
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embedding")
 
 
 def clean_query(query: str) -> str:
@@ -330,9 +345,13 @@ def _scope(collection: str, tags: Sequence[str]) -> tuple[str, dict[str, object]
     return clause, params
 
 
-def dense_candidates(query: str, *, collection: str, tags: Sequence[str] = (), limit: int = 50) -> list[Candidate]:
-    """Nearest chunks by cosine similarity (1 - distance) through the HNSW index."""
-    vector = embeddings.encode_query(query)
+def dense_candidates(query: str, *, collection: str, tags: Sequence[str] = (), limit: int = 50,
+                     vector: Sequence[float] | None = None) -> list[Candidate]:
+    """Nearest chunks by cosine similarity (1 - distance) through the HNSW index.
+
+    `vector` is the query's embedding when the caller has it already.
+    """
+    vector = embeddings.encode_query(query) if vector is None else vector
     where, params = _scope(collection, tags)
     params.update(vector="[" + ",".join(f"{x:.7g}" for x in vector) + "]", limit=limit)
     # relaxed_order lets the index scan continue past filtered-out rows; the outer
@@ -355,11 +374,6 @@ def dense_candidates(query: str, *, collection: str, tags: Sequence[str] = (), l
     return [Candidate(row[0], row[1], float(row[2]), row[3]) for row in rows]
 
 
-def _tsquery_lexeme(lexeme: str) -> str:
-    # tsquery input syntax: quoted lexeme, with quotes and backslashes doubled.
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def query_lexemes(query: str) -> list[str]:
     """The query's lexemes as the index stores them (english: stemmed, stopwords dropped)."""
     with connection.cursor() as cursor:
@@ -369,21 +383,20 @@ def query_lexemes(query: str) -> list[str]:
 
 
 def text_candidates(query: str, *, collection: str, tags: Sequence[str] = (), limit: int = 50) -> TextCandidates:
-    """Chunks containing a query lexeme, ranked by BM25 (computed from the tsvector) x coverage."""
+    """Chunks containing a query lexeme, ranked by BM25 x coverage, from the postings table."""
     lexemes = query_lexemes(query)
     if not lexemes:
         return NO_TEXT
-    where, params = _scope(collection, tags)
     chunks, avgdl = scope_stats(collection, tags)
-    frequencies = _document_frequencies(lexemes, where, params)
+    frequencies = document_frequencies(lexemes, collection=collection, tags=tags)
     idf = {lexeme: math.log(1 + (chunks - df + 0.5) / (df + 0.5)) for lexeme, df in frequencies.items()}
-    seeds = _seed_lexemes(frequencies)
+    seeds = set(_seed_lexemes(frequencies))
     if not seeds:
         return NO_TEXT
+    where, params = _scope(collection, tags)
     params.update(
-        lexemes=list(idf), queries=[_tsquery_lexeme(lexeme) for lexeme in idf], idf=list(idf.values()),
-        total_idf=sum(idf.values()), any=" | ".join(_tsquery_lexeme(lexeme) for lexeme in seeds),
-        avgdl=avgdl, k1=BM25_K1, b=BM25_B, title_tf=TITLE_TF_WEIGHT, power=COVERAGE_POWER,
+        lexemes=list(idf), idf=list(idf.values()), seed=[lexeme in seeds for lexeme in idf],
+        total_idf=sum(idf.values()), avgdl=avgdl, k1=BM25_K1, b=BM25_B, power=COVERAGE_POWER,
         prefilter=max(PREFILTER_FACTOR * limit, PREFILTER_MIN), limit=limit,
     )
     with connection.cursor() as cursor:
@@ -393,24 +406,42 @@ def text_candidates(query: str, *, collection: str, tags: Sequence[str] = (), li
                           {row[0]: float(row[4]) for row in rows})
 
 
-def _document_frequencies(lexemes: list[str], where: str, params: dict[str, object]) -> dict[str, int]:
-    """Chunks in scope containing each lexeme (one GIN lookup per lexeme)."""
+def document_frequencies(lexemes: Sequence[str], *, collection: str, tags: Sequence[str] = ()) -> dict[str, int]:
+    """Chunks in scope holding each lexeme, cached briefly like scope_stats.
+
+    The common words of a help centre recur in most questions and are the costly ones
+    to count, so nearly every query finds them cached.
+    """
+    prefix = "bm25-df:" + _scope_key(collection, tags) + ":"
+    keys = {lexeme: prefix + hashlib.sha256(lexeme.encode()).hexdigest()[:32] for lexeme in lexemes}
+    cached = cache.get_many(list(keys.values()))
+    found = {lexeme: int(cached[key]) for lexeme, key in keys.items() if key in cached}
+    missing = [lexeme for lexeme in lexemes if lexeme not in found]
+    if missing:
+        counted = _count_postings(missing, collection, tags)
+        cache.set_many({keys[lexeme]: df for lexeme, df in counted.items()}, timeout=SCOPE_STATS_TTL_S)
+        found.update(counted)
+    return {lexeme: found[lexeme] for lexeme in lexemes}
+
+
+def _count_postings(lexemes: list[str], collection: str, tags: Sequence[str]) -> dict[str, int]:
+    where, params = _scope(collection, tags)
     sql = f"""
         SELECT x.lexeme, (
-            SELECT count(*) FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
-            WHERE c.search_vector @@ x.query::tsquery AND {where}
+            SELECT count(*) FROM knowledge_posting p JOIN knowledge_document d ON d.id = p.document_id
+            WHERE p.lexeme = x.lexeme AND {where}
         )
-        FROM unnest(%(lexemes)s::text[], %(queries)s::text[]) AS x(lexeme, query)
+        FROM unnest(%(lexemes)s::text[]) AS x(lexeme)
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, {**params, "lexemes": lexemes, "queries": [_tsquery_lexeme(x) for x in lexemes]})
+        cursor.execute(sql, {**params, "lexemes": lexemes})
         return {lexeme: int(count) for lexeme, count in cursor.fetchall()}
 
 
 def _seed_lexemes(frequencies: dict[str, int]) -> list[str]:
-    """The lexemes whose matches become candidates: rarest first, within a fetch budget.
+    """The lexemes whose postings make the candidates: rarest first, within a fetch budget.
 
-    Fetching the chunks is most of the query time, and a chunk holding only words that
+    Reading postings is most of the query time, and a chunk holding only words that
     thousands of chunks hold cannot rank high (low IDF, low coverage). The rarest
     lexeme always seeds, so a query of common words still finds something.
     """
@@ -423,13 +454,17 @@ def _seed_lexemes(frequencies: dict[str, int]) -> list[str]:
     return seeds
 
 
+def _scope_key(collection: str, tags: Sequence[str]) -> str:
+    return hashlib.sha256(repr((collection, sorted(tags))).encode()).hexdigest()
+
+
 def scope_stats(collection: str, tags: Sequence[str]) -> tuple[int, float]:
     """(chunks, mean token count) of the searched scope, for IDF and length normalisation.
 
     Counting scans the whole collection, so the figures are cached briefly: a few
     documents more or less barely move them.
     """
-    key = "bm25-scope:" + hashlib.sha256(repr((collection, sorted(tags))).encode()).hexdigest()
+    key = "bm25-scope:" + _scope_key(collection, tags)
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -447,35 +482,44 @@ def scope_stats(collection: str, tags: Sequence[str]) -> tuple[int, float]:
 
 
 def _bm25_sql(where: str) -> str:
-    # Unnesting a tsvector for its term frequencies is the costly step, so it runs only
-    # on the chunks holding the most IDF mass (an upper bound of their BM25).
+    # Two passes over the postings. `seeded` reads the seed lexemes' postings in full and
+    # keeps the chunks with the best partial score (BM25 x coverage over the seeds);
+    # `rest` then adds the common lexemes by primary-key probes for those chunks only.
+    tf_part = "t.idf * p.tf * (%(k1)s + 1) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / %(avgdl)s))"
     return f"""
-        WITH terms AS (
-            SELECT x.lexeme, x.query::tsquery AS query, x.idf
-            FROM unnest(%(lexemes)s::text[], %(queries)s::text[], %(idf)s::float8[]) AS x(lexeme, query, idf)
+        WITH terms AS MATERIALIZED (
+            SELECT x.lexeme COLLATE "C" AS lexeme, x.idf, x.seed
+            FROM unnest(%(lexemes)s::text[], %(idf)s::float8[], %(seed)s::bool[]) AS x(lexeme, idf, seed)
         ),
-        matches AS (
-            SELECT c.id, c.document_id, c.injection_flagged, c.search_vector, c.token_count,
-                   (SELECT sum(t.idf) FROM terms t WHERE c.search_vector @@ t.query) AS matched_idf
-            FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
-            WHERE c.search_vector @@ %(any)s::tsquery AND {where}
-            ORDER BY matched_idf DESC, c.id
+        seeded AS MATERIALIZED (
+            SELECT p.chunk_id, p.document_id, sum({tf_part}) AS bm25, sum(t.idf) AS matched
+            FROM terms t
+            JOIN knowledge_posting p ON p.lexeme = t.lexeme
+            JOIN knowledge_document d ON d.id = p.document_id
+            WHERE t.seed AND {where}
+            GROUP BY p.chunk_id, p.document_id
+            ORDER BY sum({tf_part}) * sum(t.idf) DESC, p.chunk_id
             LIMIT %(prefilter)s
         ),
+        rest AS (
+            SELECT s.chunk_id, sum({tf_part}) AS bm25, sum(t.idf) AS matched
+            FROM seeded s CROSS JOIN terms t
+            JOIN knowledge_posting p ON p.chunk_id = s.chunk_id AND p.lexeme = t.lexeme
+            WHERE NOT t.seed
+            GROUP BY s.chunk_id
+        ),
         scored AS (
-            SELECT m.id, m.document_id, m.injection_flagged, min(m.matched_idf) / %(total_idf)s AS coverage,
-                   sum(t.idf * tf.v * (%(k1)s + 1)
-                       / (tf.v + %(k1)s * (1 - %(b)s + %(b)s * greatest(m.token_count, 1) / %(avgdl)s))) AS bm25
-            FROM matches m
-            CROSS JOIN LATERAL unnest(m.search_vector) AS u
-            JOIN terms t ON t.lexeme = u.lexeme
-            CROSS JOIN LATERAL (
-                SELECT sum(CASE w WHEN 'A' THEN %(title_tf)s ELSE 1.0 END) AS v FROM unnest(u.weights) AS w
-            ) tf
-            GROUP BY m.id, m.document_id, m.injection_flagged
+            SELECT s.chunk_id, s.document_id, s.bm25 + coalesce(r.bm25, 0) AS bm25,
+                   (s.matched + coalesce(r.matched, 0)) / %(total_idf)s AS coverage
+            FROM seeded s LEFT JOIN rest r ON r.chunk_id = s.chunk_id
+        ),
+        top AS (
+            SELECT chunk_id, document_id, bm25 * power(coverage, %(power)s) AS score, coverage
+            FROM scored ORDER BY score DESC, chunk_id LIMIT %(limit)s
         )
-        SELECT id, document_id, bm25 * power(coverage, %(power)s) AS score, injection_flagged, coverage
-        FROM scored ORDER BY score DESC, id LIMIT %(limit)s
+        SELECT top.chunk_id, top.document_id, top.score, c.injection_flagged, top.coverage
+        FROM top JOIN knowledge_chunk c ON c.id = top.chunk_id
+        ORDER BY top.score DESC, top.chunk_id
     """
 
 

@@ -17,6 +17,7 @@ from knowledge.chunking import ChunkDraft, chunk_markdown
 from knowledge.conversion import ConversionError, convert_bytes
 from knowledge.injection import detect_injection
 from knowledge.models import DEFAULT_COLLECTION, Chunk, Document
+from knowledge.retrieval import TITLE_TF_WEIGHT
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,18 @@ def _replace_chunks(document: Document, drafts: list[ChunkDraft], vectors: list)
                    indexed_at=timezone.now(), error="", error_code="")
 
 
+# The inverted index full-text ranking reads (see knowledge.retrieval): one row per
+# lexeme of each chunk, with its occurrence count (title/heading ones weighted).
+POSTINGS_SQL = """
+    INSERT INTO knowledge_posting (chunk_id, lexeme, document_id, tf, length)
+    SELECT c.id, u.lexeme, c.document_id,
+           coalesce((SELECT sum(CASE w WHEN 'A' THEN %(title_tf)s ELSE 1.0 END) FROM unnest(u.weights) AS w), 1),
+           greatest(c.token_count, 1)
+    FROM knowledge_chunk c CROSS JOIN LATERAL unnest(c.search_vector) AS u
+    WHERE c.document_id = ANY(%(document_ids)s)
+"""
+
+
 def _fill_search_vectors(document_id: int) -> None:
     # Title and heading weigh more (A) than the body (B) in ts_rank_cd.
     with connection.cursor() as cursor:
@@ -216,3 +229,4 @@ def _fill_search_vectors(document_id: int) -> None:
             """,
             [document_id],
         )
+        cursor.execute(POSTINGS_SQL, {"document_ids": [document_id], "title_tf": TITLE_TF_WEIGHT})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 from prometheus_client import REGISTRY
@@ -188,3 +189,45 @@ def test_each_search_is_timed_and_logged(help_centre, caplog):
     records = [r for r in caplog.records if r.name == "knowledge.retrieval"]
     assert [r.mode for r in records] == list(retrieval.MODES)
     assert all(r.took_ms > 0 and r.query_chars == len("return label") for r in records)
+
+
+def reference_bm25(query: str) -> dict[int, float]:
+    """BM25 x coverage of every chunk, computed here from the chunks' tsvectors (not the postings)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [query])
+        lexemes = cursor.fetchone()[0]
+        cursor.execute("SELECT c.id, c.token_count, u.lexeme, cardinality(u.positions) FROM knowledge_chunk c "
+                       "CROSS JOIN LATERAL unnest(c.search_vector) AS u")
+        rows = cursor.fetchall()
+    lengths = {chunk_id: max(length, 1) for chunk_id, length, _, _ in rows}
+    tf = {(chunk_id, lexeme): count for chunk_id, _, lexeme, count in rows if lexeme in lexemes}
+    n, avgdl = len(lengths), sum(Chunk.objects.values_list("token_count", flat=True)) / len(lengths)
+    df = {lexeme: sum(1 for (_, term) in tf if term == lexeme) for lexeme in lexemes}
+    idf = {lexeme: math.log(1 + (n - df[lexeme] + 0.5) / (df[lexeme] + 0.5)) for lexeme in lexemes}
+    k1, b = retrieval.BM25_K1, retrieval.BM25_B
+    scores: dict[int, float] = {}
+    for chunk_id, length in lengths.items():
+        matched = [lexeme for lexeme in lexemes if (chunk_id, lexeme) in tf]
+        if not matched:
+            continue
+        bm25 = sum(idf[x] * tf[chunk_id, x] * (k1 + 1) / (tf[chunk_id, x] + k1 * (1 - b + b * length / avgdl))
+                   for x in matched)
+        scores[chunk_id] = bm25 * (sum(idf[x] for x in matched) / sum(idf.values())) ** retrieval.COVERAGE_POWER
+    return scores
+
+
+@pytest.mark.parametrize("budget", [retrieval.FETCH_BUDGET, 1])
+def test_full_text_scores_are_bm25_times_coverage_even_when_common_words_are_left_out_of_the_candidates(
+        help_centre, monkeypatch, budget):
+    # With a budget of 1 only the rarest word picks candidates; the others are added by lookups.
+    monkeypatch.setattr(retrieval, "FETCH_BUDGET", budget)
+    query = "Can I return a kettle from batch QV-7731 for a refund within 30 days?"
+    expected = reference_bm25(query)
+    found = retrieval.text_candidates(query, collection="default", limit=50)
+    assert found.hits
+    for hit in found.hits:
+        assert hit.score == pytest.approx(expected[hit.chunk_id], rel=1e-9)
+    if budget > 1:  # everything seeded: every matching chunk is a candidate, in the reference order
+        assert [h.chunk_id for h in found.hits] == sorted(expected, key=lambda c: (-expected[c], c))

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from knowledge import embeddings
-from knowledge.models import Chunk, Document
+from knowledge.models import Chunk, Document, Posting
 from knowledge.services import DocumentRejected, document_create, document_ingest, document_reindex, embedding_text
 from knowledge.tasks import ingest_document
 from knowledge.tests.builders import make_docx, make_pdf, make_pptx, make_xlsx
@@ -200,9 +200,28 @@ def test_chunks_that_look_like_prompt_injection_are_flagged(django_capture_on_co
     assert "Ignore all previous instructions" in flagged.get().text
 
 
-def test_deleting_a_document_removes_its_chunks(django_capture_on_commit_callbacks):
+def test_deleting_a_document_removes_its_chunks_and_postings(django_capture_on_commit_callbacks):
     document = ingest(ARTICLE, "returns.md", django_capture_on_commit_callbacks)
+    assert Posting.objects.exists()
     document.delete()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM knowledge_chunk")
-        assert cursor.fetchone()[0] == 0
+        cursor.execute("SELECT (SELECT count(*) FROM knowledge_chunk), (SELECT count(*) FROM knowledge_posting)")
+        assert cursor.fetchone() == (0, 0)
+
+
+def chunk_lexemes() -> set[tuple[int, str, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.id, u.lexeme, cardinality(u.positions) FROM knowledge_chunk c "
+                       "CROSS JOIN LATERAL unnest(c.search_vector) AS u")
+        return set(cursor.fetchall())
+
+
+def test_postings_mirror_the_current_chunks_after_a_reindex_with_new_content(django_capture_on_commit_callbacks):
+    ingest(ARTICLE, "returns.md", django_capture_on_commit_callbacks, title="Returns")
+    changed = ARTICLE.replace(b"5 to 10 business days", b"3 business days by courier")
+    document = ingest(changed, "returns.md", django_capture_on_commit_callbacks, title="Returns")
+    postings = set(Posting.objects.values_list("chunk_id", "lexeme", "tf"))
+    assert postings == {(chunk_id, lexeme, float(tf)) for chunk_id, lexeme, tf in chunk_lexemes()}
+    assert ("courier" in {lexeme for _, lexeme, _ in postings})
+    lengths = dict(document.chunks.values_list("id", "token_count"))
+    assert all(p.length == max(lengths[p.chunk_id], 1) and p.document_id == document.pk for p in Posting.objects.all())

@@ -14,10 +14,11 @@ def test_the_vector_extension_is_installed(db) -> None:
         assert cursor.fetchone() is not None
 
 
-def test_chunks_have_an_hnsw_cosine_index_and_a_gin_text_index(db) -> None:
-    indexes = index_definitions("knowledge_chunk")
-    assert "USING hnsw (embedding vector_cosine_ops)" in indexes["chunk_embedding_hnsw"]
-    assert "USING gin (search_vector)" in indexes["chunk_search_vector_gin"]
+def test_chunks_have_an_hnsw_cosine_index_and_postings_a_covering_lexeme_index(db) -> None:
+    assert "USING hnsw (embedding vector_cosine_ops)" in index_definitions("knowledge_chunk")["chunk_embedding_hnsw"]
+    postings = index_definitions("knowledge_posting")
+    assert "(lexeme) INCLUDE (chunk_id, document_id, tf, length)" in postings["posting_lexeme_cover"]
+    assert any("PRIMARY KEY" in d or "(chunk_id, lexeme)" in d for d in postings.values())
 
 
 def test_the_embedding_column_has_384_dimensions(db) -> None:
