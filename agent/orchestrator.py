@@ -43,6 +43,11 @@ SELF_HARM_NOTE = ("I'm really sorry you're going through this. If you are in dan
 HANDOVER = "I'm connecting you with a person from our support team; they will continue here in this chat."
 
 
+# Steps 1-4: (timing name, tool, arguments), in this order.
+PIPELINE = (("memory", "memory", {"action": "load"}), ("attachments", "attachments", {}),
+            ("retrieval", "knowledge_search", {}), ("escalation", "escalation_check", {}))
+
+
 @dataclass
 class Run:
     """What one pipeline run accumulates."""
@@ -91,15 +96,23 @@ def prepare(run: Run) -> None:
     """Steps 1–4, in one worker thread (they all touch the database)."""
     ctx = run.ctx
     ctx.run_id = audit.run_start(ctx)
-    ctx.redacted_text = redact_pii(ctx.text).text
     _check_injection(ctx)
-    for step, name, args in (("memory", "memory", {"action": "load"}), ("attachments", "attachments", {}),
-                             ("retrieval", "knowledge_search", {}), ("escalation", "escalation_check", {})):
+    for step, name, args in PIPELINE:
         since = time.perf_counter()
         result = call_tool(run, name, **args)
         if name == "escalation_check" and result is not None and result.ok:
             run.decision = result.data
         run.lap(step, since)
+
+
+def _warm_tools(ctx: AgentContext) -> None:
+    for _, name, _ in PIPELINE:
+        tool = get_tool(name)
+        try:
+            if tool is not None:
+                tool.warm(ctx)
+        except Exception:  # warming is an optimisation; the step itself will report trouble
+            log.exception("tool %s failed to warm up", name)
 
 
 def _check_injection(ctx: AgentContext) -> None:
@@ -124,6 +137,8 @@ def confidence_of(ctx: AgentContext) -> float:
 async def run(ctx: AgentContext) -> AsyncIterator[AgentEvent]:
     """The pipeline; yields Token/Restart events, then one Final."""
     state = Run(ctx)
+    ctx.redacted_text = redact_pii(ctx.text).text
+    _warm_tools(ctx)  # on the event loop: warming only starts work elsewhere
     await sync_to_async(prepare)(state)
     response = AgentResponse(text="", sources=[], confidence=confidence_of(ctx), mode="grounded")
     since = time.perf_counter()

@@ -30,9 +30,11 @@ import functools
 import hashlib
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -222,7 +224,7 @@ def _rank(query: str, *, mode: str, collection: str, tags: Sequence[str], candid
     pool = min(max(candidates, 1), 1000)
     # The model encodes the query on another thread while Postgres ranks the full text:
     # both are most of a search's time and neither needs the other.
-    vector = _embedder().submit(embeddings.encode_query, text) if mode != "fulltext" else None
+    vector = _query_vector(text) if mode != "fulltext" else None
     full = text_candidates(text, collection=collection, tags=tags, limit=pool) if mode != "dense" else NO_TEXT
     dense = (dense_candidates(text, collection=collection, tags=tags, limit=pool, vector=vector.result())
              if vector is not None else [])
@@ -234,6 +236,29 @@ def _rank(query: str, *, mode: str, collection: str, tags: Sequence[str], candid
 def _embedder() -> ThreadPoolExecutor:
     # Created on first use, so a forked worker gets its own threads.
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embedding")
+
+
+_prefetched: OrderedDict[str, Future] = OrderedDict()
+_prefetched_lock = threading.Lock()
+PREFETCH_KEEP = 256  # embeddings started but not yet searched for; the oldest are dropped
+
+
+def prefetch_query(query: str) -> None:
+    """Start embedding a query that search() will be asked for shortly (see agent tool warm-up)."""
+    text = clean_query(query)
+    if not text:
+        return
+    with _prefetched_lock:
+        if text not in _prefetched:
+            _prefetched[text] = _embedder().submit(embeddings.encode_query, text)
+        while len(_prefetched) > PREFETCH_KEEP:
+            _prefetched.popitem(last=False)
+
+
+def _query_vector(text: str) -> Future:
+    with _prefetched_lock:
+        started = _prefetched.pop(text, None)
+    return started or _embedder().submit(embeddings.encode_query, text)
 
 
 def clean_query(query: str) -> str:

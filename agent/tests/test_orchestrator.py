@@ -224,3 +224,25 @@ def test_attachment_text_reaches_the_llm_fenced_as_untrusted_data(chat, help_cen
     system = llm.requests[0]["messages"][0]["content"]
     assert '<attachment name="invoice.pdf">' in system and "Invoice NW-5 total 42 EUR." in system
     assert system.count("</attachment>") == 1, "a file cannot close its own fence"
+
+
+@pytest.mark.parametrize("message, warmed", [
+    ("How long does a refund take to reach my card?", True),
+    ("and to Canada?", False),  # a short follow-up borrows the previous turn: nothing to embed before memory
+])
+def test_the_query_embedding_starts_before_the_memory_step_unless_the_message_is_a_follow_up(
+        chat, help_centre, monkeypatch, message, warmed):
+    from agent.tools.memory import MemoryTool
+    from knowledge import embeddings
+
+    events: list[str] = []
+    real_encode, real_memory = embeddings.encode_query, MemoryTool.run
+    monkeypatch.setattr(embeddings, "encode_query", lambda text: events.append(f"embed:{text}") or real_encode(text))
+    monkeypatch.setattr(MemoryTool, "run", lambda self, ctx, **a: events.append("memory") or real_memory(self, ctx, **a))
+    chat.ask("Do you ship to the US?")
+    events.clear()
+    _, response = chat.ask(message)
+    embeds = [e for e in events if e.startswith("embed:")]
+    assert len(embeds) == 1, "the warmed-up embedding is the one the search uses"
+    assert (events.index(embeds[0]) < events.index("memory")) is warmed
+    assert response.sources, "the search found the help centre either way"

@@ -26,6 +26,14 @@ class BaseTool:
     def run(self, ctx: AgentContext, **args: Any) -> ToolResult:
         raise NotImplementedError
 
+    def warm(self, ctx: AgentContext) -> None:
+        """Start slow work that needs only the message, before the pipeline reaches this tool.
+
+        Called at the start of every run for the pipeline tools, so such work (a query
+        embedding, say) overlaps the steps before. It must be cheap, start nothing the
+        run would not do anyway, and never raise.
+        """
+
     @classmethod
     def function_spec(cls) -> dict:
         """The OpenAI / litellm function-calling description of this tool."""

@@ -9,10 +9,14 @@ from agent.schema import AgentContext, ToolResult
 SEARCH_K = 5
 
 
+def _is_follow_up(text: str) -> bool:
+    return len(text.split()) <= 4
+
+
 def search_query(ctx: AgentContext) -> str:
     """The message, plus the previous user turn when the message is a short follow-up."""
     text = ctx.redacted_text or ctx.text
-    if len(text.split()) <= 4:
+    if _is_follow_up(text):
         previous = [h.content for h in ctx.history if h.role == "user"][-1:]
         text = " ".join(previous + [text])
     return text
@@ -23,6 +27,13 @@ class KnowledgeSearchTool(BaseTool):
     description = "Searches the help centre and returns the most relevant passages with a confidence."
     parameters = {"type": "object", "properties": {"query": {"type": "string"}, "k": {"type": "integer"}},
                   "required": ["query"]}
+
+    def warm(self, ctx: AgentContext) -> None:
+        # A short follow-up borrows the previous turn from memory, which is not loaded yet.
+        if not _is_follow_up(ctx.redacted_text or ctx.text):
+            from knowledge.retrieval import prefetch_query
+
+            prefetch_query(search_query(ctx))
 
     def run(self, ctx: AgentContext, **args: Any) -> ToolResult:
         from knowledge.retrieval import search
