@@ -473,6 +473,8 @@ def trim_to_window(model: str, messages: list[dict], *, reserve: int) -> list[di
     Returns a new list; ``messages`` is not modified.
     """
     budget = context_window(model) - reserve
+    if count_tokens(model, messages) <= budget:  # the usual case: one count, no search
+        return list(messages)
     units = _droppable_units(messages)
 
     def kept(drop: int) -> list[dict]:

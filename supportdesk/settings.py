@@ -143,7 +143,12 @@ def _database() -> dict:
         from supportdesk import embedded
 
         url = embedded.postgres_url(VAR_DIR / "pgdata")
-    config = dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True)
+    # Persistent connections: without them every database_sync_to_async call and agent
+    # step opened a fresh connection (a new Postgres backend), a large share of a chat
+    # reply's cost. The threads that touch the database are a fixed set (Django's sync
+    # thread, the chat hub's agent threads), so connections stay bounded.
+    max_age = env_int("DATABASE_CONN_MAX_AGE", 60, low=0, high=86400)
+    config = dj_database_url.parse(url, conn_max_age=max_age, conn_health_checks=True)
     if not config.get("NAME"):
         raise EnvError("DATABASE_URL", "a postgres:// URL that names a database", url)
     config["OPTIONS"] = {**config.get("OPTIONS", {}), "connect_timeout": 5}

@@ -43,6 +43,7 @@ def live_database_url() -> str:
         ("SECRET_KEY", "short", "SECRET_KEY: expected at least 50 random characters"),
         ("EMBEDDING_MODEL", "/nowhere/model", "EMBEDDING_MODEL: expected all-MiniLM-L6-v2 or a local"),
         ("TOOL_ORDER_STATUS", "perhaps", "TOOL_ORDER_STATUS: expected a boolean"),
+        ("DATABASE_CONN_MAX_AGE", "-1", "DATABASE_CONN_MAX_AGE: expected an integer between 0 and"),
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line_naming_it(variable: str, value: str, expected: str) -> None:
@@ -106,3 +107,10 @@ def test_each_redis_purpose_gets_its_own_database() -> None:
 def test_cache_entries_always_expire_so_eviction_never_needs_broker_keys() -> None:
     assert settings.CACHES["default"]["TIMEOUT"] is not None
     assert settings.CACHES["default"]["OPTIONS"]["IGNORE_EXCEPTIONS"] is True
+
+
+def test_database_connections_are_reused_outside_tests() -> None:
+    result = run_manage("shell", "-c", "from django.conf import settings; "
+                        "print(settings.DATABASES['default']['CONN_MAX_AGE'])")
+    assert result.stdout.strip().splitlines()[-1] == "60"
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0, "tests reconnect: no connection outlives a test"
