@@ -230,6 +230,9 @@ def _tool_arg_pieces(args: dict) -> list[str]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive + chunked streaming, like real providers
+    # TCP_NODELAY, as real providers' servers set it: otherwise each small SSE write waits for
+    # the client's delayed ACK (~40 ms) and the fake, not the agent, dominates time to first token.
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
