@@ -51,7 +51,9 @@ REPLY = ("Thanks for your question. Based on the help centre, the short answer i
 
 
 def setup_django() -> None:
-    common.setup_django("bench-agent", LLM_MODEL="")
+    # One torch thread for query embeddings, as supportdesk/asgi.py sets for the web
+    # process where the agent runs: the query embedding then overlaps the other steps.
+    common.setup_django("bench-agent", LLM_MODEL="", EMBEDDING_THREADS="1")
 
 
 # --- Knowledge base ------------------------------------------------------------------
