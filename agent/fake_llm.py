@@ -557,10 +557,11 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--token-delay", type=float, default=0.0, help="default seconds between tokens")
+    parser.add_argument("--text", default="", help="reply with this text (default: echo the last user message)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     fake = FakeLLM(args.host, args.port, verbose=args.verbose)
-    fake.default = Behaviour(token_delay=args.token_delay)
+    fake.default = Behaviour(kind="text" if args.text else "echo", text=args.text, token_delay=args.token_delay)
     fake.start()
     print(f"fake LLM listening on {fake.base_url}", flush=True)
     try:

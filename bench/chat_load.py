@@ -133,8 +133,7 @@ def make_token(base: str) -> str:
         return json.loads(response.read())["token"]
 
 
-async def client(session, base: str, token: str | None, number: int, messages: int, token_delay: float,
-                 results: Results) -> None:
+async def client(session, base: str, token: str | None, number: int, messages: int, results: Results) -> None:
     headers = {"Origin": base, **({"Cookie": f"sd_chat={token}"} if token else {})}
     ws_url = base.replace("http://", "ws://") + "/ws/chat/"
     try:
@@ -142,8 +141,9 @@ async def client(session, base: str, token: str | None, number: int, messages: i
             human = [False]
             for m in range(messages):
                 question = QUESTIONS[(number + m) % len(QUESTIONS)]
-                content = f"{question} [[fake:text:{reply_text(REPLY_WORDS)}]] [[fake:delay:{token_delay}]]"
-                await exchange(ws, {"action": "message", "content": content, "client_message_id": f"b{number}-{m}"},
+                # The fake LLM's reply text and pace are set when it starts (see main): the
+                # question stays what a customer types.
+                await exchange(ws, {"action": "message", "content": question, "client_message_id": f"b{number}-{m}"},
                                results, human)
     except Exception as error:  # noqa: BLE001 - counted, reported, never hidden
         results.errors.append(f"client {number}: {type(error).__name__}: {error}"[:200])
@@ -178,14 +178,14 @@ async def exchange(ws, frame: dict, results: Results, human: list[bool], timeout
                 return
 
 
-async def run_load(base: str, tokens: list[str | None], messages: int, token_delay: float) -> tuple[Results, float]:
+async def run_load(base: str, tokens: list[str | None], messages: int) -> tuple[Results, float]:
     import aiohttp
 
     results = Results()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(client(session, base, token, i, messages, token_delay, results)
+        await asyncio.gather(*(client(session, base, token, i, messages, results)
                                for i, token in enumerate(tokens)))
         return results, time.perf_counter() - started
 
@@ -220,9 +220,9 @@ class RssSampler:
         self.task.cancel()  # type: ignore[union-attr]
 
 
-async def measure(base: str, tokens: list[str | None], messages: int, token_delay: float, pid: int):
+async def measure(base: str, tokens: list[str | None], messages: int, pid: int):
     with RssSampler(pid) as rss:
-        results, seconds = await run_load(base, tokens, messages, token_delay)
+        results, seconds = await run_load(base, tokens, messages)
     return results, seconds, rss.peak / 1024 / 1024
 
 
@@ -247,7 +247,8 @@ def main() -> None:
                "BENCH_TOKEN_DELAY": str(args.token_delay)}
     processes = []
     try:
-        processes.append(start([sys.executable, "-m", "agent.fake_llm", "--port", str(fake_port)], env, fake_port))
+        processes.append(start([sys.executable, "-m", "agent.fake_llm", "--port", str(fake_port), "--text",
+                                reply_text(REPLY_WORDS), "--token-delay", str(args.token_delay)], env, fake_port))
         app = start([sys.executable, "-c", APP_SERVER, str(app_port)], app_env, app_port)
         processes.append(app)
         echo = start([sys.executable, "-c", ECHO_SERVER, str(echo_port)], app_env, echo_port)
@@ -269,13 +270,13 @@ def main() -> None:
 
 async def run(args: argparse.Namespace, base: str, echo_base: str, app_pid: int, echo_pid: int) -> dict:
     print("• warming up the app (first reply loads the models)", flush=True)
-    warm, _ = await run_load(base, [await asyncio.to_thread(make_token, base)], 1, 0)
+    warm, _ = await run_load(base, [await asyncio.to_thread(make_token, base)], 1)
     print(f"• opening {args.clients} sessions", flush=True)
     tokens = [await asyncio.to_thread(make_token, base) for _ in range(args.clients)]
     print(f"• load: {args.clients} clients × {args.messages} messages (chat)", flush=True)
-    ours, our_s, rss_mb = await measure(base, tokens, args.messages, args.token_delay, app_pid)
+    ours, our_s, rss_mb = await measure(base, tokens, args.messages, app_pid)
     print("• the same load against the bare echo consumer", flush=True)
-    echo, echo_s, _ = await measure(echo_base, [None] * args.clients, args.messages, args.token_delay, echo_pid)
+    echo, echo_s, _ = await measure(echo_base, [None] * args.clients, args.messages, echo_pid)
     our_rate, echo_rate = ours.received / our_s, echo.received / echo_s
     return {"clients": args.clients, "messages_sent": ours.sent, "replies_received": ours.received,
             "lost": ours.sent - ours.received - ours.handed_over, "handed_over_to_human": ours.handed_over,

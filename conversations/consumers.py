@@ -95,8 +95,7 @@ def accept_message(session_id: int, data: dict) -> tuple[Message, bool]:
 
 def render_messages(session_id: int, after: int, also: tuple[int, ...], view: ClientView) -> str:
     """Messages newer than `after` (and `also`), appended or replaced, as one HTML string."""
-    session = selectors.session_fresh(session_id=session_id)
-    rows = selectors.messages_after(session=session, after=after)
+    rows = selectors.messages_after(session=session_id, after=after)
     rows += [m for i in also if i <= after and (m := selectors.message_of_session(session_id=session_id, message_id=i))]
     return "".join(_render_one(session_id, m, view) for m in rows)
 

@@ -10,8 +10,8 @@ from conversations.models import Attachment, ChatSession, Message
 HISTORY_LIMIT = 200
 
 
-def messages_after(*, session: ChatSession, after: int = 0) -> list[Message]:
-    """The session's messages newer than `after`, oldest first, attachments included."""
+def messages_after(*, session: ChatSession | int, after: int = 0) -> list[Message]:
+    """The session's (or session id's) messages newer than `after`, oldest first, attachments included."""
     rows: QuerySet[Message] = (Message.objects.filter(session=session, id__gt=after)
                                .prefetch_related("attachments").order_by("id"))
     return list(rows[:HISTORY_LIMIT])
