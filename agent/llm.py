@@ -473,8 +473,8 @@ def trim_to_window(model: str, messages: list[dict], *, reserve: int) -> list[di
     Returns a new list; ``messages`` is not modified.
     """
     budget = context_window(model) - reserve
-    if count_tokens(model, messages) <= budget:  # the usual case: one count, no search
-        return list(messages)
+    if _token_upper_bound(messages) <= budget or count_tokens(model, messages) <= budget:
+        return list(messages)  # the usual case: it fits, no search
     units = _droppable_units(messages)
 
     def kept(drop: int) -> list[dict]:
@@ -489,6 +489,16 @@ def trim_to_window(model: str, messages: list[dict], *, reserve: int) -> list[di
         else:
             low = middle + 1
     return kept(low)
+
+
+def _token_upper_bound(messages: list[dict]) -> int:
+    """More tokens than any tokenizer makes of `messages`, without running one.
+
+    A BPE or word-piece token covers at least one byte of UTF-8 (an image part's base64
+    is far longer than its token cost), plus a few tokens of framing per message. A
+    prompt far below the window then needs no exact count (tiktoken takes ~1 ms).
+    """
+    return sum(len(json.dumps(m, ensure_ascii=False, default=str).encode()) + 8 for m in messages)
 
 
 def _droppable_units(messages: list[dict]) -> list[list[int]]:

@@ -398,3 +398,19 @@ async def test_slow_consumer_does_not_count_as_provider_silence(fake):
 
     assert text_of(events) == "one two three four"
     assert not any(isinstance(e, FailoverEvent) for e in events)
+
+
+@pytest.mark.parametrize("text", [
+    "plain English words " * 50,
+    "Größe, café, naïve — ümlaut text " * 30,
+    "数字と日本語の文章です。" * 40,
+    "emoji 🎉🚀 and symbols ∑∫≈ " * 40,
+    "a" * 3000,
+    "1 2 3 4 5 6 7 8 9 0 " * 100,
+])
+def test_the_cheap_token_bound_is_never_below_the_real_count(text):
+    from agent.llm import _token_upper_bound
+
+    messages = [{"role": "system", "content": "You are a support agent."}, {"role": "user", "content": text}]
+    assert _token_upper_bound(messages) >= count_tokens("gpt-4o-mini", messages)
+    assert _token_upper_bound(messages) >= count_tokens("openai/fake-model", messages)
