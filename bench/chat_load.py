@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +269,26 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
+def wait_for_model(base: str, timeout: float = 300) -> None:
+    """Until /readyz says the embedding model is loaded: it loads on a thread at start-up,
+    and a load phase that overlaps it measures seconds of imports, not the chat."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=30) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:  # 503 while some component (Celery: none here) is down
+            body = json.loads(error.read())
+        if body["components"]["embedding_model"]["ok"]:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the app never loaded its embedding model")
+
+
 async def run(args: argparse.Namespace, base: str, echo_base: str, app_pid: int, echo_pid: int) -> dict:
-    print("• warming up the app (first reply loads the models)", flush=True)
+    print("• waiting for the app to load its embedding model", flush=True)
+    await asyncio.to_thread(wait_for_model, base)
+    print("• warming up the app (first reply)", flush=True)
     warm, _ = await run_load(base, [await asyncio.to_thread(make_token, base)], 1)
     print(f"• opening {args.clients} sessions", flush=True)
     tokens = [await asyncio.to_thread(make_token, base) for _ in range(args.clients)]
