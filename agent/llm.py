@@ -49,6 +49,7 @@ DEFAULT_CONTEXT_WINDOW = 8192
 _CLOSE_TIMEOUT_S = 2.0
 _ERROR_TEXT_MAX = 300
 _MISSING = object()
+_IMAGE_PART_CHARS = 4 * 1024  # crude count of one image: ~1k tokens, like a high-detail tile or two
 
 
 @dataclass(frozen=True)
@@ -424,7 +425,17 @@ def count_tokens(model: str, messages: list[dict]) -> int:
     try:
         return int(litellm.token_counter(model=model or "gpt-4o-mini", messages=messages))
     except Exception:  # unusual content shapes or tokenizers must not break a reply
-        return _crude_count(json.dumps(messages, default=str)) + 3 * len(messages)
+        return _crude_count(json.dumps(_without_images(messages), default=str)) + 3 * len(messages)
+
+
+def _without_images(messages: list[dict]) -> list[dict]:
+    """`messages` with each image part's base64 (thousands of characters, ~1k tokens) made a stub."""
+    def part(item: Any) -> Any:
+        is_image = isinstance(item, dict) and item.get("type") == "image_url"
+        return {"type": "image_url", "image_url": "x" * _IMAGE_PART_CHARS} if is_image else item
+
+    return [{**m, "content": [part(p) for p in m["content"]]} if isinstance(m.get("content"), list) else m
+            for m in messages]
 
 
 def _count_text(model: str, text: str) -> int:
@@ -460,6 +471,20 @@ def supports_tools(model: str) -> bool:
     try:
         return bool(litellm.supports_function_calling(model=model))
     except Exception:
+        return False
+
+
+def supports_vision(model: str) -> bool:
+    """Whether ``model`` accepts image parts, per litellm's local map.
+
+    ``openai/<anything>`` is an OpenAI-compatible server litellm cannot know: unlike
+    tools, an image it cannot take fails the whole request, so assume it cannot.
+    """
+    if not model or model.startswith("openai/"):
+        return False
+    try:
+        return bool(litellm.supports_vision(model=model))
+    except Exception:  # unmapped models are the normal case for self-hosted providers
         return False
 
 

@@ -1,10 +1,12 @@
 """The system prompt and the message list sent to the LLM."""
 from __future__ import annotations
 
+import base64
+
 from django.conf import settings
 
 from agent.tools.base import BaseTool
-from agent.schema import AgentContext, HistoryItem
+from agent.schema import AgentContext, AttachmentItem, HistoryItem
 
 RULES = """\
 Rules:
@@ -55,12 +57,25 @@ def sources_block(ctx: AgentContext) -> str:
 
 
 def attachments_block(ctx: AgentContext) -> str:
+    from agent.attachments import is_image
+
+    items = [_image_line(a) if is_image(a) else _document_item(a) for a in ctx.attachments if a.status == "ready"]
+    return "<attachments>\n" + "\n".join(items) + "\n</attachments>" if items else ""
+
+
+def _document_item(item: AttachmentItem) -> str:
     from agent.guardrails import redact_pii
     from agent.tools.attachments import MAX_CHARS_PER_ATTACHMENT
 
-    items = [f'<attachment name="{_attr(a.name)}">\n{_fence(redact_pii(a.text[:MAX_CHARS_PER_ATTACHMENT]).text)}\n</attachment>'
-             for a in ctx.attachments if a.status == "ready"]
-    return "<attachments>\n" + "\n".join(items) + "\n</attachments>" if items else ""
+    text = _fence(redact_pii(item.text[:MAX_CHARS_PER_ATTACHMENT]).text)
+    return f'<attachment name="{_attr(item.name)}">\n{text}\n</attachment>'
+
+
+def _image_line(item: AttachmentItem) -> str:
+    # Said outright, so a model that cannot see the image admits it instead of inventing its contents.
+    seen = ("an image, shown to you with the customer's message" if item.data else
+            "an image you cannot view: do not guess what it shows; say you cannot see it")
+    return f'<attachment name="{_attr(item.name)}" type="{_attr(item.content_type)}">({seen})</attachment>'
 
 
 def _suspicious(result: object) -> str:
@@ -90,5 +105,19 @@ def build_messages(ctx: AgentContext, tools: list[BaseTool], summary: str = "") 
     # Older turns not yet folded into the summary come first, so none is lost between summary
     # updates; trim_to_window drops the oldest when the budget is short.
     messages += history_messages([*ctx.unfolded_history, *ctx.history])
-    messages.append({"role": "user", "content": ctx.redacted_text})
+    messages.append({"role": "user", "content": user_content(ctx)})
     return messages
+
+
+def user_content(ctx: AgentContext) -> str | list[dict]:
+    """The customer's message; a list of content parts when it carries images for a vision model."""
+    text = "\n\n".join(part for part in (ctx.redacted_text, *ctx.image_notes) if part)
+    images = [a for a in ctx.attachments if a.data]
+    if not images:
+        return text
+    parts = [{"type": "text", "text": text}] if text else []
+    return parts + [{"type": "image_url", "image_url": {"url": _data_url(a)}} for a in images]
+
+
+def _data_url(item: AttachmentItem) -> str:
+    return f"data:{item.content_type};base64,{base64.b64encode(item.data).decode('ascii')}"

@@ -29,6 +29,10 @@ class AttachmentItem:
     text: str
     status: str  # "ready" | "failed" | "pending"
     url: str = ""
+    attachment_id: int | None = None
+    size: int = 0
+    # An image's bytes, filled only when a vision model is shown it (agent.attachments.load_images).
+    data: bytes = field(default=b"", repr=False)
 
 
 class ConversationStore(Protocol):
@@ -42,6 +46,7 @@ class ConversationStore(Protocol):
     def older_history(self, skip_recent: int, after_id: int | None = None) -> list[HistoryItem]: ...
     def memories(self) -> list[MemoryItem]: ...
     def attachments(self) -> list[AttachmentItem]: ...
+    def attachment_bytes(self, attachment_id: int) -> bytes: ...
     def save_memories(self, *, facts: dict[str, str], summary: str | None, ttl_s: int,
                       folded_until: int | None = None) -> None: ...
 
@@ -64,6 +69,8 @@ class AgentContext:
     unfolded_history: list[HistoryItem] = field(default_factory=list)
     memories: list[MemoryItem] = field(default_factory=list)
     attachments: list[AttachmentItem] = field(default_factory=list)
+    # Why an image was not shown to a vision model; said next to the customer's message.
+    image_notes: list[str] = field(default_factory=list)
     search: Any = None  # knowledge.retrieval.SearchResponse
     flags: dict[str, Any] = field(default_factory=dict)
 

@@ -218,8 +218,8 @@ def attachment_create(*, session: ChatSession, name: str, data: bytes) -> Attach
     """Store an upload for the session's next message; documents are converted to text now.
 
     A file that cannot be read is kept as `failed` (with the reason) so the customer and
-    staff can see it; the agent only ever reads `ready` text. Images are stored and shown
-    but not described (no vision model).
+    staff can see it; the agent only ever reads `ready` text. Images are stored and shown;
+    the model sees them only where it supports vision (agent.attachments.vision_enabled).
     """
     from django.core.files.base import ContentFile
 

@@ -43,8 +43,20 @@ class DbConversationStore:
 
     def attachments(self) -> list[AttachmentItem]:
         rows = Attachment.objects.filter(message_id=self.message_id).order_by("id")
-        return [AttachmentItem(a.original_name, a.content_type, a.text, a.status, a.file.url if a.file else "")
+        return [AttachmentItem(a.original_name, a.content_type, a.text, a.status, a.file.url if a.file else "",
+                               attachment_id=a.pk, size=a.size)
                 for a in rows]
+
+    def attachment_bytes(self, attachment_id: int) -> bytes:
+        """The stored file of one of this message's attachments; b"" when it is gone."""
+        row = Attachment.objects.filter(message_id=self.message_id, pk=attachment_id).first()
+        if row is None or not row.file:
+            return b""
+        try:
+            with row.file.open("rb") as handle:
+                return handle.read()
+        except OSError:  # deleted from storage (retention) while the message was waiting
+            return b""
 
     def save_memories(self, *, facts: dict[str, str], summary: str | None, ttl_s: int,
                       folded_until: int | None = None) -> None:

@@ -315,6 +315,8 @@ LLM_API_KEY = env_str("LLM_API_KEY", "") or None
 LLM_TIMEOUT_S = env_float("LLM_TIMEOUT_S", 60.0, low=1, high=600)
 LLM_CHUNK_TIMEOUT_S = env_float("LLM_CHUNK_TIMEOUT_S", 15.0, low=0.1, high=600)
 LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 800, low=16, high=32000)
+# Whether image attachments are shown to the model: `auto` asks litellm (openai/<name> servers: no).
+LLM_VISION = env_choice("LLM_VISION", ("auto", "true", "false"), "auto")
 if LLM_FALLBACK_MODELS and not LLM_MODEL:
     raise EnvError("LLM_FALLBACK_MODELS", "LLM_MODEL to be set as well", ",".join(LLM_FALLBACK_MODELS))
 COMPANY_NAME = env_str("COMPANY_NAME", "Northwind Goods")

@@ -57,14 +57,14 @@ class Chat:
     def __init__(self) -> None:
         self.session = session_create().session
 
-    def context(self, text: str, request_id: str = "req-test") -> AgentContext:
-        message, _ = message_create(session=self.session, content=text)
+    def context(self, text: str, request_id: str = "req-test", *, attachment_ids: tuple[int, ...] = ()) -> AgentContext:
+        message, _ = message_create(session=self.session, content=text, attachment_ids=attachment_ids)
         store = DbConversationStore(session_id=self.session.pk, message_id=message.pk)
         return AgentContext(session_id=self.session.pk, session_public_id=str(self.session.public_id),
                             message_id=message.pk, text=text, store=store, request_id=request_id)
 
-    def ask(self, text: str) -> tuple[list, AgentResponse]:
-        events = async_to_sync(_collect)(self.context(text))
+    def ask(self, text: str, *, attachment_ids: tuple[int, ...] = ()) -> tuple[list, AgentResponse]:
+        events = async_to_sync(_collect)(self.context(text, attachment_ids=attachment_ids))
         final = events[-1]
         assert isinstance(final, Final)
         self.record_reply(final.response)

@@ -1,6 +1,8 @@
 """Attachments: uploaded, converted to text, attached to the next message and read by the agent."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from fpdf import FPDF
@@ -83,6 +85,18 @@ def test_an_image_is_stored_and_shown_only_to_its_own_session(client, chat, fake
     assert f'src="/attachments/{attachment.pk}/"' in page
     assert mine.status_code == 200 and mine["Content-Type"] == "image/png"
     assert theirs.status_code == 404
+
+
+def test_with_vision_an_uploaded_image_reaches_the_model(client, chat, fake_llm, settings):
+    settings.LLM_VISION = "true"
+    client.cookies[COOKIE] = chat.token
+    upload(client, "damage.png", PNG)
+
+    client.post("/send/", {"content": "It arrived broken", "attachment_ids": str(Attachment.objects.get().pk)})
+
+    content = fake_llm.requests[-1]["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "It arrived broken"}
+    assert content[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
 
 
 def test_uploads_are_rate_limited(client, chat, settings):
