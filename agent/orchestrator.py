@@ -193,10 +193,9 @@ async def _grounded(state: Run, response: AgentResponse) -> AsyncIterator[AgentE
 
 def _grounded_extract(ctx: AgentContext) -> grounded.Extract:
     from agent.tools.knowledge_search import search_query
-    from escalations.config import rule_config
 
     results = ctx.search.results if ctx.search is not None else []
-    confident = confidence_of(ctx) >= rule_config().low_confidence_threshold
+    confident = confidence_of(ctx) >= settings.GROUNDED_MIN_CONFIDENCE
     return grounded.compose(search_query(ctx), results, confident=confident)
 
 

@@ -246,3 +246,12 @@ def test_the_query_embedding_starts_before_the_memory_step_unless_the_message_is
     assert len(embeds) == 1, "the warmed-up embedding is the one the search uses"
     assert (events.index(embeds[0]) < events.index("memory")) is warmed
     assert response.sources, "the search found the help centre either way"
+
+
+@pytest.mark.parametrize("grounded_min, escalation_low, answers", [(0.0, 0.99, True), (0.99, 0.0, False)])
+def test_grounded_mode_abstains_by_its_own_confidence_threshold_not_the_escalation_one(
+        chat, help_centre, settings, grounded_min, escalation_low, answers):
+    settings.GROUNDED_MIN_CONFIDENCE, settings.ESCALATION_LOW_CONFIDENCE = grounded_min, escalation_low
+    _, response = chat.ask("How long does a refund take to reach my card?")
+    assert response.text.startswith(grounded.LABEL) is answers
+    assert (response.text == grounded.NOT_FOUND) is not answers

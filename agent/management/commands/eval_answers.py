@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agent import grounded
@@ -31,7 +32,6 @@ from agent.guardrails import redact_pii
 from agent.orchestrator import _grounded_extract  # the agent's own grounded step, not a copy
 from agent.schema import AgentContext
 from agent.tools.knowledge_search import SEARCH_K, search_query
-from escalations.config import rule_config
 from knowledge import retrieval
 from knowledge.management.commands.eval_retrieval import SPLIT_FILES, ensure_corpus, read_jsonl, read_qrels
 from knowledge.models import Document
@@ -86,7 +86,7 @@ class Command(BaseCommand):
             self.stdout.write(f"reusing collection {collection} ({ingest['documents']} documents)")
         report = self._evaluate(queries, qrels, references, collection)
         report = {**report, "split": split, "dataset": dataset.name, "collection": collection, "tokens": "multiset",
-                  "low_confidence_threshold": rule_config().low_confidence_threshold}
+                  "min_confidence": settings.GROUNDED_MIN_CONFIDENCE}
         self._print(report)
         if json_path is not None:
             json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -134,5 +134,5 @@ class Command(BaseCommand):
         for name, target in (("answer_overlap_rate", 0.60), ("citation_hit_rate", 0.75)):
             self.stdout.write(f"{name:<22}{report[name]:>8.4f}   (target >= {target:.2f})")
         self.stdout.write(f"{'not_found_rate':<22}{report['not_found_rate']:>8.4f}   "
-                          f"(confidence < {report['low_confidence_threshold']})")
+                          f"(confidence < {report['min_confidence']})")
         self.stdout.write(f"{'median_words':<22}{report['median_words']:>8}   (max {report['max_words']})")
