@@ -17,6 +17,7 @@ IMAGE_EXTENSIONS = {"png", "jpg", "jpeg", "gif", "webp"}
 # Shown to a vision model per message: each image costs ~1k prompt tokens, and providers cap sizes.
 MAX_IMAGES_PER_MESSAGE = 4
 MAX_IMAGE_MB = 5
+MAX_IMAGE_BYTES = MAX_IMAGE_MB * 1024 * 1024
 
 
 class AttachmentError(Exception):
@@ -81,13 +82,13 @@ def load_images(store: ConversationStore, items: list[AttachmentItem]) -> tuple[
 def _load_image(store: ConversationStore, item: AttachmentItem, *, shown: int) -> tuple[AttachmentItem, str]:
     """(item with its bytes, "") or (item, why it is left out)."""
     too_large = f"it is larger than {MAX_IMAGE_MB} MB"
-    if item.size > MAX_IMAGE_MB * 1024 * 1024:
+    if item.size > MAX_IMAGE_BYTES:
         return item, too_large  # judged before reading: a huge file is never loaded
     if shown >= MAX_IMAGES_PER_MESSAGE:
         return item, f"only {MAX_IMAGES_PER_MESSAGE} images per message can be shown"
     data = store.attachment_bytes(item.attachment_id) if item.attachment_id is not None else b""
     if not data:
         return item, "it could not be read"
-    if len(data) > MAX_IMAGE_MB * 1024 * 1024:
+    if len(data) > MAX_IMAGE_BYTES:
         return item, too_large
     return replace(item, data=data), ""

@@ -120,23 +120,18 @@ def encode_one(text: str) -> np.ndarray:
     return vector.numpy().astype(np.float32)
 
 
-_traced: object = None
-_trace_failed = False
-
-
+@lru_cache(maxsize=1)
 def _traced_transformer():  # type: ignore[no-untyped-def]
-    """The model's transformer traced once per process; None (encode() is used) if it cannot be."""
-    global _traced, _trace_failed
-    if _traced is None and not _trace_failed:
-        model = get_model()  # outside the lock: get_model takes it too
-        with _lock:
-            if _traced is None and not _trace_failed:
-                try:
-                    _traced = _trace(model)
-                except Exception:
-                    _trace_failed = True
-                    log.warning("query encoder could not be traced; using encode()", exc_info=True)
-    return _traced
+    """The model's transformer traced once per process; None (encode() is used) if it cannot be.
+
+    Two first callers at once may both trace (a second of work, the same result): not worth a lock.
+    """
+    model = get_model()  # a model that fails to load raises, as encode() would
+    try:
+        return _trace(model)
+    except Exception:
+        log.warning("query encoder could not be traced; using encode()", exc_info=True)
+        return None
 
 
 def _trace(model: SentenceTransformer):  # type: ignore[no-untyped-def]

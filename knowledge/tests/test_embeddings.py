@@ -27,12 +27,14 @@ def test_a_model_that_cannot_be_traced_falls_back_to_encode(monkeypatch):
     def refuse(model):  # noqa: ANN001, ANN202
         raise RuntimeError("not traceable")
 
-    monkeypatch.setattr(embeddings, "_traced", None)
-    monkeypatch.setattr(embeddings, "_trace_failed", False)
+    embeddings._traced_transformer.cache_clear()
     monkeypatch.setattr(embeddings, "_trace", refuse)
-    got = embeddings.encode_one(TEXTS[1])
-    assert embeddings._traced is None and embeddings._trace_failed
-    assert float(got @ embeddings.encode([TEXTS[1]])[0]) > 0.99999
+    try:
+        got = embeddings.encode_one(TEXTS[1])
+        assert embeddings._traced_transformer() is None
+        assert float(got @ embeddings.encode([TEXTS[1]])[0]) > 0.99999
+    finally:
+        embeddings._traced_transformer.cache_clear()  # later tests trace the real model again
 
 
 def test_a_query_is_embedded_once_then_read_from_the_cache(monkeypatch):
