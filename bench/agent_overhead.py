@@ -105,7 +105,19 @@ def ensure_knowledge_base(target_chunks: int) -> int:
                 encoder.save()
     finally:
         embeddings.encode = real_encode
+    settle()
     return count()
+
+
+def settle() -> None:
+    """What autovacuum does to a knowledge base soon after an import: fresh planner statistics, and
+    a visibility map so the postings' covering index serves index-only scans. Measured before
+    it, search runs on a cold import's plans (last run: retrieval 20 ms p50 against 12)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE knowledge_chunk")
+        cursor.execute("VACUUM ANALYZE knowledge_posting")
 
 
 # --- One message, end to end ------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
@@ -231,3 +232,36 @@ def test_full_text_scores_are_bm25_times_coverage_even_when_common_words_are_lef
         assert hit.score == pytest.approx(expected[hit.chunk_id], rel=1e-9)
     if budget > 1:  # everything seeded: every matching chunk is a candidate, in the reference order
         assert [h.chunk_id for h in found.hits] == sorted(expected, key=lambda c: (-expected[c], c))
+
+
+def _unit(vector: "np.ndarray") -> list[float]:
+    return (vector / np.linalg.norm(vector)).tolist()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dense_search_keeps_scanning_past_filtered_out_neighbours_and_leaves_the_session_settings_alone():
+    from django.db import connection
+
+    # 300 chunks in another collection sit right around the query; the 8 of the searched
+    # collection sit opposite. Without an iterative index scan, HNSW's first ef_search
+    # (200) neighbours are all filtered out and the search finds nothing.
+    rng = np.random.default_rng(7)
+    query = rng.normal(size=384)
+    noise = Document.objects.create(title="noise", content_hash="n", collection="noise", status="ready")
+    target = Document.objects.create(title="target", content_hash="t", collection="target", status="ready")
+    Chunk.objects.bulk_create(
+        [Chunk(document=noise, ordinal=i, text="n", embedding=_unit(query + 0.3 * rng.normal(size=384)))
+         for i in range(300)]
+        + [Chunk(document=target, ordinal=i, text="t", embedding=_unit(-query + 0.3 * rng.normal(size=384)))
+           for i in range(8)])
+    with connection.cursor() as cursor:
+        # On 308 rows the planner would rather sort than walk the HNSW index: make it walk it.
+        cursor.execute("SET enable_seqscan = off; SET enable_sort = off")
+        try:
+            found = retrieval.dense_candidates("q", collection="target", limit=50, vector=_unit(query))
+            cursor.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+            after = cursor.fetchone()
+        finally:
+            cursor.execute("RESET enable_seqscan; RESET enable_sort")
+    assert len(found) == 8 and {c.document_id for c in found} == {target.pk}
+    assert after == ("40", "off")  # SET LOCAL: pgvector's defaults again once the search is done
