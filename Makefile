@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered -q $(PYTEST_ARGS)
 
 lock:
-	@test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools==7.5.2
+	$(BIN)/python -m pip install --quiet pip-tools==7.6.2  # 7.5 breaks on pip 26 (allow_all_prereleases)
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --unsafe-package torch \
 		--output-file requirements.txt requirements.in
 

@@ -116,6 +116,7 @@ def settle() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE knowledge_document")
         cursor.execute("VACUUM ANALYZE knowledge_chunk")
         cursor.execute("VACUUM ANALYZE knowledge_posting")
 

@@ -33,8 +33,8 @@ class ReplyEvent:
 
 
 def _load(session_id: int, message_id: int) -> tuple[ChatSession, Message, Message | None]:
-    session = ChatSession.objects.get(pk=session_id)
-    message = Message.objects.get(pk=message_id, session=session)
+    message = Message.objects.select_related("session").get(pk=message_id, session_id=session_id)
+    session = message.session
     if not session.bot_may_reply():
         return session, message, None
     return session, message, services.reply_start(session=session, user_message=message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -105,10 +106,15 @@ def message_create(
         if existing:
             return existing, False
     try:
-        with transaction.atomic():
+        # A transaction only when there are attachments to link (BEGIN and COMMIT are two more
+        # round trips before the agent can start), or a savepoint inside a caller's transaction,
+        # which a duplicate's IntegrityError would otherwise abort.
+        atomic = attachment_ids or transaction.get_connection().in_atomic_block
+        with transaction.atomic() if atomic else nullcontext():
             message = Message.objects.create(session=session, role=Message.Role.USER, content=content,
                                              client_message_id=client_message_id)
-            Attachment.objects.filter(pk__in=attachment_ids, session=session, message=None).update(message=message)
+            if attachment_ids:
+                Attachment.objects.filter(pk__in=attachment_ids, session=session, message=None).update(message=message)
     except IntegrityError:  # a concurrent resend won the race
         return Message.objects.get(session=session, client_message_id=client_message_id), False
     session_touch(session=session)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,7 +61,7 @@ def warm_up_in_background() -> None:
 def _safe_load() -> None:
     try:
         get_model()
-        _traced_transformer()
+        _query_session()
     except Exception:
         log.exception("embedding model failed to load")
 
@@ -96,24 +98,25 @@ def encode_query(text: str) -> np.ndarray:
 
 
 def encode_one(text: str) -> np.ndarray:
-    """One text's embedding, as encode() gives it, through the traced transformer when there is one.
+    """One text's embedding, as encode() gives it, through ONNX Runtime when the model exports.
 
-    A question is a batch of one: encode()'s own bookkeeping and the eager model's Python
-    dispatch are most of its cost. The TorchScript trace runs the same weights in C++
-    (the same vector to 1e-6; a test checks), about 2 ms faster per query on one thread,
-    and lets other threads hold the GIL meanwhile. The model's own pooling and
+    A question is a batch of one: encode()'s own bookkeeping and torch's per-operator
+    dispatch are most of its cost. ONNX Runtime runs the same weights (the same vector
+    to 1e-6; a test checks) in about half torch's time on one thread, without the GIL,
+    so the other steps of a reply run meanwhile. The model's own pooling and
     normalisation modules run after it, so any sentence-transformers folder works.
     """
-    traced = _traced_transformer()
-    if traced is None:
+    session = _query_session()
+    if session is None:
         return encode([text])[0].astype(np.float32)
     import torch
 
     model = get_model()
-    features = model.tokenize([text])
+    features = model[0].preprocess([text])  # the module's own: model.tokenize() is deprecated
+    (hidden,) = session.run(None, {"input_ids": features["input_ids"].numpy(),
+                                   "attention_mask": features["attention_mask"].numpy()})
     with torch.inference_mode():
-        output = traced(features["input_ids"], features["attention_mask"])
-        features["token_embeddings"] = output["last_hidden_state"] if isinstance(output, dict) else output[0]
+        features["token_embeddings"] = torch.from_numpy(hidden)
         for module in list(model)[1:]:
             features = module(features)
         vector = torch.nn.functional.normalize(features["sentence_embedding"], dim=1)[0]
@@ -121,36 +124,66 @@ def encode_one(text: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _traced_transformer():  # type: ignore[no-untyped-def]
-    """The model's transformer traced once per process; None (encode() is used) if it cannot be.
+def _query_session():  # type: ignore[no-untyped-def]
+    """The model's transformer in ONNX Runtime, once per process; None (encode() is used) if it cannot be.
 
-    Two first callers at once may both trace (a second of work, the same result): not worth a lock.
+    Two first callers at once may both build it (seconds of work, the same result): not worth a lock.
     """
     model = get_model()  # a model that fails to load raises, as encode() would
     try:
-        return _trace(model)
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = settings.EMBEDDING_THREADS  # 0: one per core, as torch
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not burn CPU
+        return onnxruntime.InferenceSession(str(_exported(model)), options, providers=["CPUExecutionProvider"])
     except Exception:
-        log.warning("query encoder could not be traced; using encode()", exc_info=True)
+        log.warning("query encoder could not run in ONNX Runtime; using encode()", exc_info=True)
         return None
 
 
-def _trace(model: SentenceTransformer):  # type: ignore[no-untyped-def]
+def _exported(model: SentenceTransformer) -> Path:
+    """The transformer as an ONNX file under VAR_DIR, exported once per model version."""
+    path = settings.VAR_DIR / "onnx" / f"query-encoder-{_model_fingerprint()}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        _export(model, partial)
+        os.replace(partial, path)  # atomic: a process starting meanwhile never reads half a file
+    return path
+
+
+def _model_fingerprint() -> str:
+    """Changes with the model's files and the exporter, so an upgrade never reuses a stale export."""
+    import torch
+
+    folder = Path(settings.EMBEDDING_MODEL)
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir()) if folder.is_dir() else []
+    return hashlib.sha256(repr((settings.EMBEDDING_MODEL, files, torch.__version__)).encode()).hexdigest()[:16]
+
+
+def _export(model: SentenceTransformer, path: Path) -> None:
     import warnings
 
     import torch
 
-    from transformers.utils import logging as transformers_logging
+    class Transformer(torch.nn.Module):  # keyword arguments: the exporter passes positional ones
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
 
-    example = model.tokenize(["a short question to trace the encoder with"])
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # its config notices would reach the console at start-up
-    try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python branches
-            return torch.jit.trace(model[0].auto_model, (example["input_ids"], example["attention_mask"]),
-                                   strict=False)
-    finally:
-        transformers_logging.set_verbosity(verbosity)
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
+
+    example = model[0].preprocess(["a short question to export the encoder with"])
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "last_hidden_state": {0: "batch", 1: "tokens"}}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # tracer and deprecation notices about the export itself
+        torch.onnx.export(Transformer(model[0].auto_model), (example["input_ids"], example["attention_mask"]),
+                          str(path), dynamo=False, input_names=["input_ids", "attention_mask"],
+                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17)
 
 
 @lru_cache(maxsize=1)

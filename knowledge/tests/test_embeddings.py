@@ -1,4 +1,4 @@
-"""Query embeddings: the traced single-text path gives encode()'s vectors, cached in Redis."""
+"""Query embeddings: the ONNX Runtime single-text path gives encode()'s vectors, cached in Redis."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,26 +15,39 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_the_traced_encoder_gives_the_same_vector_as_encode(text):
-    assert embeddings._traced_transformer() is not None, "the bundled model traces"
+def test_the_onnx_encoder_gives_the_same_vector_as_encode(text):
+    assert embeddings._query_session() is not None, "the bundled model exports and runs in ONNX Runtime"
     expected = embeddings.encode([text])[0]
     got = embeddings.encode_one(text)
     assert got.shape == (384,) and got.dtype == np.float32
     assert float(got @ expected) > 0.99999
 
 
-def test_a_model_that_cannot_be_traced_falls_back_to_encode(monkeypatch):
-    def refuse(model):  # noqa: ANN001, ANN202
-        raise RuntimeError("not traceable")
+def test_the_export_is_written_once_and_reused(settings, tmp_path, monkeypatch):
+    settings.VAR_DIR = tmp_path
+    exports: list[object] = []
+    real = embeddings._export
+    monkeypatch.setattr(embeddings, "_export", lambda model, path: exports.append(path) or real(model, path))
+    first = embeddings._exported(embeddings.get_model())
+    second = embeddings._exported(embeddings.get_model())
+    assert first == second and first.stat().st_size > 1_000_000
+    assert len(exports) == 1
+    assert [p.name for p in (tmp_path / "onnx").iterdir()] == [first.name]  # no partial file left behind
 
-    embeddings._traced_transformer.cache_clear()
-    monkeypatch.setattr(embeddings, "_trace", refuse)
+
+def test_a_model_that_cannot_be_exported_falls_back_to_encode(monkeypatch):
+    def refuse(model, path):  # noqa: ANN001, ANN202
+        raise RuntimeError("not exportable")
+
+    embeddings._query_session.cache_clear()
+    monkeypatch.setattr(embeddings, "_export", refuse)
+    monkeypatch.setattr(embeddings, "_model_fingerprint", lambda: "not-exported-yet")
     try:
         got = embeddings.encode_one(TEXTS[1])
-        assert embeddings._traced_transformer() is None
+        assert embeddings._query_session() is None
         assert float(got @ embeddings.encode([TEXTS[1]])[0]) > 0.99999
     finally:
-        embeddings._traced_transformer.cache_clear()  # later tests trace the real model again
+        embeddings._query_session.cache_clear()  # later tests build the real session again
 
 
 def test_a_query_is_embedded_once_then_read_from_the_cache(monkeypatch):
