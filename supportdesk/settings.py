@@ -222,7 +222,11 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # channels-redis blocks up to 5 s reading a channel; redis-py's default 5 s socket
         # timeout would kill idle sockets, so the read timeout must be longer than that.
-        "CONFIG": {"hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15}], "capacity": 500, "expiry": 30},
+        # redis-py's async pool holds 100 connections and then fails at once instead of
+        # waiting: with 200 sockets connecting together, every one past the 100th closed
+        # with 1011. Redis itself accepts 10,000 clients.
+        "CONFIG": {"hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15, "max_connections": 2000}],
+                   "capacity": 500, "expiry": 30},
     }
 }
 
