@@ -22,7 +22,9 @@ from conversations.store import DbConversationStore
 from supportdesk.logging import request_id_var, session_id_var
 
 log = logging.getLogger(__name__)
-CHECKPOINT_EVERY_S = 0.5
+# How often a streaming reply's text so far is saved (for the JSON API's readers and other
+# processes; this process's sockets read it from the hub). Each save is a write per reply.
+CHECKPOINT_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)

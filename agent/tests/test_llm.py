@@ -414,3 +414,16 @@ def test_the_cheap_token_bound_is_never_below_the_real_count(text):
     messages = [{"role": "system", "content": "You are a support agent."}, {"role": "user", "content": text}]
     assert _token_upper_bound(messages) >= count_tokens("gpt-4o-mini", messages)
     assert _token_upper_bound(messages) >= count_tokens("openai/fake-model", messages)
+
+
+def test_streamed_chunks_parse_without_the_sdks_protocol_isinstance():
+    import openai._models as models
+    from openai.types.chat import ChatCompletionChunk
+
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": " word"}, "finish_reason": None}]}
+    parsed = models.construct_type(type_=ChatCompletionChunk, value=chunk)
+
+    assert models._ConfigProtocol.__name__ == "_NoPydanticV1Config"  # the slow Protocol check is gone
+    assert parsed.choices[0].delta.content == " word" and parsed.choices[0].delta.role == "assistant"
+    assert parsed.model_dump(exclude_unset=True) == chunk
