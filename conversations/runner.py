@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from django.db.models import Exists, OuterRef
 
 from agent import audit
 from agent.orchestrator import run as agent_run
 from agent.schema import AgentContext, Final, Restart, Token
 from conversations import services
-from conversations.models import ChatSession, Message
+from conversations.models import Attachment, ChatSession, Message
 from conversations.store import DbConversationStore
 from supportdesk.logging import request_id_var, session_id_var
 
@@ -35,7 +36,10 @@ class ReplyEvent:
 
 
 def _load(session_id: int, message_id: int) -> tuple[ChatSession, Message, Message | None]:
-    message = Message.objects.select_related("session").get(pk=message_id, session_id=session_id)
+    # Whether it has attachments comes along, so the agent's attachments step asks only then.
+    message = (Message.objects.select_related("session")
+               .annotate(has_attachments=Exists(Attachment.objects.filter(message=OuterRef("pk"))))
+               .get(pk=message_id, session_id=session_id))
     session = message.session
     if not session.bot_may_reply():
         return session, message, None
@@ -52,7 +56,8 @@ async def respond(*, session_id: int, message_id: int, request_id: str = "") -> 
     session_id_var.set(str(session.public_id))
     ctx = AgentContext(session_id=session.pk, session_public_id=str(session.public_id), message_id=message.pk,
                        text=message.content, request_id=request_id,
-                       store=DbConversationStore(session_id=session.pk, message_id=message.pk))
+                       store=DbConversationStore(session_id=session.pk, message_id=message.pk,
+                                                 has_attachments=message.has_attachments))
     started, text, checkpoint = time.perf_counter(), "", time.perf_counter()
     yield ReplyEvent("start", reply.pk)
     try:

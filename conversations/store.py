@@ -13,35 +13,37 @@ SPOKEN_ROLES = (Message.Role.USER, Message.Role.ASSISTANT, Message.Role.HUMAN)
 
 
 class DbConversationStore:
-    def __init__(self, *, session_id: int, message_id: int) -> None:
+    def __init__(self, *, session_id: int, message_id: int, has_attachments: bool = True) -> None:
         self.session_id = session_id
         self.message_id = message_id
+        self.has_attachments = has_attachments  # False when the caller knows: spares a query
 
     def _earlier(self):  # type: ignore[no-untyped-def]
         return (Message.objects.filter(session_id=self.session_id, role__in=SPOKEN_ROLES, id__lt=self.message_id)
                 .exclude(content=""))
 
-    def history(self, limit: int) -> list[HistoryItem]:
-        if limit <= 0:
-            return []
-        return _items(self._earlier().order_by("-id")[:limit])
+    def turns(self, limit: int, after_id: int | None = None) -> tuple[list[HistoryItem], list[HistoryItem]]:
+        """The `limit` most recent turns, and the older ones newer than message `after_id`.
 
-    def older_history(self, skip_recent: int, after_id: int | None = None) -> list[HistoryItem]:
-        """Turns older than the `skip_recent` most recent ones, and newer than message `after_id`.
-
-        Filtering before skipping is right: when `after_id` is older than the window the first
-        `skip_recent` rows are the window; when it is inside the window nothing is left.
+        One query in the usual cases: the turns after the watermark, newest first, split at
+        `limit`. When the watermark falls inside the window there are fewer rows than the
+        window, nothing older is left unfolded, and the window is read again without it.
         """
         rows = self._earlier()
         if after_id is not None:
             rows = rows.filter(id__gt=after_id)
-        return _items(rows.order_by("-id")[skip_recent:])
+        newest_first = list(rows.order_by("-id").values_list(*_COLUMNS))
+        if after_id is not None and len(newest_first) < limit:
+            return _items(list(self._earlier().order_by("-id").values_list(*_COLUMNS)[:limit])), []
+        return _items(newest_first[:max(limit, 0)]), _items(newest_first[max(limit, 0):])
 
     def memories(self) -> list[MemoryItem]:
         rows = Memory.objects.filter(session_id=self.session_id, expires_at__gt=timezone.now()).order_by("kind", "key")
         return [MemoryItem(m.kind, m.key, m.content, m.folded_until) for m in rows]
 
     def attachments(self) -> list[AttachmentItem]:
+        if not self.has_attachments:
+            return []
         rows = Attachment.objects.filter(message_id=self.message_id).order_by("id")
         return [AttachmentItem(a.original_name, a.content_type, a.text, a.status, a.file.url if a.file else "",
                                attachment_id=a.pk, size=a.size)
@@ -71,6 +73,8 @@ class DbConversationStore:
                                                           "folded_until": folded_until})
 
 
-def _items(newest_first) -> list[HistoryItem]:  # type: ignore[no-untyped-def]
-    rows = list(newest_first.values_list("id", "role", "content", "confidence"))
-    return [HistoryItem(role, content, confidence, pk) for pk, role, content, confidence in reversed(rows)]
+_COLUMNS = ("id", "role", "content", "confidence")
+
+
+def _items(newest_first: list[tuple]) -> list[HistoryItem]:
+    return [HistoryItem(role, content, confidence, pk) for pk, role, content, confidence in reversed(newest_first)]

@@ -52,14 +52,13 @@ class MemoryTool(BaseTool):
         return self._store(ctx, **args) if args.get("action") == "store" else self._load(ctx)
 
     def _load(self, ctx: AgentContext) -> ToolResult:
-        ctx.history = ctx.store.history(settings.MEMORY_MAX_HISTORY)
         ctx.memories = ctx.store.memories()
-        # Turns that left the window since the summary was last written: until they are folded
-        # in, the prompt carries them verbatim so the model never loses them. Only unexpired
-        # memories load, so an expired summary has no watermark and the fold starts over.
+        # Beside the recent window: turns that left it since the summary was last written. Until
+        # they are folded in, the prompt carries them verbatim so the model never loses them. Only
+        # unexpired memories load, so an expired summary has no watermark and the fold starts over.
         summary = summary_memory(ctx.memories)
-        ctx.unfolded_history = ctx.store.older_history(settings.MEMORY_MAX_HISTORY,
-                                                       after_id=summary.folded_until if summary else None)
+        ctx.history, ctx.unfolded_history = ctx.store.turns(settings.MEMORY_MAX_HISTORY,
+                                                            after_id=summary.folded_until if summary else None)
         return ToolResult(ok=True, summary=f"{len(ctx.history)} recent messages, {len(ctx.unfolded_history)} "
                                            f"older not yet summarised, {len(ctx.memories)} memories")
 
