@@ -70,11 +70,18 @@ def session_authenticate(*, token: str | None) -> ChatSession:
     return session
 
 
+# Sliding expiry to the minute: a chat's messages come seconds apart, and each write of the
+# session row is a round trip before the agent can start.
+TOUCH_EVERY_S = 60
+
+
 def session_touch(*, session: ChatSession) -> None:
     """Activity keeps a session alive (sliding expiry)."""
     now = timezone.now()
-    ChatSession.objects.filter(pk=session.pk).update(
-        last_activity_at=now, expires_at=now + timedelta(seconds=settings.CHAT_SESSION_TTL_S))
+    if session.last_activity_at and now - session.last_activity_at < timedelta(seconds=TOUCH_EVERY_S):
+        return
+    session.last_activity_at, session.expires_at = now, now + timedelta(seconds=settings.CHAT_SESSION_TTL_S)
+    ChatSession.objects.filter(pk=session.pk).update(last_activity_at=now, expires_at=session.expires_at)
 
 
 def check_message(*, content: str, client_message_id: str, has_attachments: bool = False) -> str:
