@@ -7,7 +7,7 @@ Each message goes the way a chat message goes: `message_create` saves it, then
 persists the reply, with real ChatSession/Message/AgentRun rows. Two paths, each
 with its own questions so no cache is warm for them:
 
-- LLM path: litellm against agent.fake_llm.FakeLLM, which answers instantly. The
+- LLM path: litellm against agent.fake_llm in a process of its own, which answers instantly. The
   fake's own time to first byte and its token gaps are measured in the same run with
   a plain HTTP client and subtracted (medians), so what remains is the agent's
   time: memory, retrieval, escalation check, prompt, persistence, client.
@@ -27,9 +27,13 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -242,25 +246,48 @@ async def measure(questions: list[str], messages: int, warmup: int, profiler=Non
     from asgiref.sync import sync_to_async
     from django.conf import settings
 
-    from agent.fake_llm import Behaviour, FakeLLM
-
     chat = Chat()
     warm, grounded_qs, llm_qs = (questions[:warmup], questions[warmup : warmup + messages],
                                  questions[warmup + messages : warmup + 2 * messages])
-    with FakeLLM() as fake, httpx.Client(base_url=fake.base_url, timeout=10) as raw_client:
-        fake.default = Behaviour(kind="text", text=REPLY)
+    with fake_provider() as base_url, httpx.Client(base_url=base_url, timeout=10) as raw_client:
         settings.LLM_MODEL = ""
         await run_path(chat, warm[: warmup // 2])
         if profiler is not None:  # in the one thread where sync_to_async runs the agent's steps
             await sync_to_async(profiler.start)()
         grounded = await run_path(chat, grounded_qs)
-        settings.LLM_MODEL, settings.LLM_API_BASE, settings.LLM_API_KEY = "openai/fake", fake.base_url, "bench"
+        settings.LLM_MODEL, settings.LLM_API_BASE, settings.LLM_API_KEY = "openai/fake", base_url, "bench"
         settings.LLM_FALLBACK_MODELS = []
         await run_path(chat, warm[warmup // 2 :], raw_client)
         llm = await run_path(chat, llm_qs, raw_client)
         if profiler is not None:
             await sync_to_async(profiler.stop)()
     return {"grounded": grounded, "llm": llm}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def fake_provider() -> Iterator[str]:
+    """The fake LLM in a process of its own, as a provider is: run in this process, its
+    server threads would compete with the agent for the GIL, which no real provider does."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "agent.fake_llm", "--port", str(port), "--text", REPLY],
+                              cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the fake LLM did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def main() -> None:
