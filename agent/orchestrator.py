@@ -95,6 +95,7 @@ def call_tool(run: Run, name: str, **args: Any) -> ToolResult | None:
 def prepare(run: Run) -> None:
     """Steps 1–4, in one worker thread (they all touch the database)."""
     ctx = run.ctx
+    _warm_tools(ctx)  # here, not on the event loop: a tool may check this thread's transaction
     ctx.run_id = audit.run_start(ctx)
     _check_injection(ctx)
     for step, name, args in PIPELINE:
@@ -138,7 +139,6 @@ async def run(ctx: AgentContext) -> AsyncIterator[AgentEvent]:
     """The pipeline; yields Token/Restart events, then one Final."""
     state = Run(ctx)
     ctx.redacted_text = redact_pii(ctx.text).text
-    _warm_tools(ctx)  # on the event loop: warming only starts work elsewhere
     await sync_to_async(prepare)(state)
     response = AgentResponse(text="", sources=[], confidence=confidence_of(ctx), mode="grounded")
     since = time.perf_counter()

@@ -72,6 +72,8 @@ class AgentContext:
     image_notes: list[str] = field(default_factory=list)
     search: Any = None  # knowledge.retrieval.SearchResponse
     flags: dict[str, Any] = field(default_factory=dict)
+    # Work a tool's warm() started for its own step, by tool name (e.g. a search's Future).
+    ahead: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

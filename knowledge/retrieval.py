@@ -38,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from knowledge import embeddings
 from knowledge.metrics import RETRIEVAL_SECONDS
@@ -256,6 +256,35 @@ def prefetch_query(query: str) -> None:
             _prefetched[text] = _embedder().submit(embeddings.encode_query, text)
         while len(_prefetched) > PREFETCH_KEEP:
             _prefetched.popitem(last=False)
+
+
+@functools.cache
+def _ahead() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="search-ahead")
+
+
+def search_ahead(query: str, *, k: int = 5) -> Future:
+    """search() started now on a thread of its own, with its own database connection.
+
+    For callers with other work before they need the results (the agent loads memory
+    meanwhile). That connection sees only committed rows, so a caller inside a
+    transaction must search inline instead (see in_transaction()).
+    """
+    prefetch_query(query)
+    return _ahead().submit(_search_on_own_connection, query, k)
+
+
+def _search_on_own_connection(query: str, k: int) -> SearchResponse:
+    close_old_connections()  # this thread sees no request signals: obey CONN_MAX_AGE and health checks
+    try:
+        return search(query, k=k)
+    finally:
+        close_old_connections()
+
+
+def in_transaction() -> bool:
+    """Whether this thread's connection has uncommitted work another connection would not see."""
+    return connection.in_atomic_block
 
 
 def _query_vector(text: str) -> Future:

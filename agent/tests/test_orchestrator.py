@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+import threading
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -255,3 +257,32 @@ def test_grounded_mode_abstains_by_its_own_confidence_threshold_not_the_escalati
     _, response = chat.ask("How long does a refund take to reach my card?")
     assert response.text.startswith(grounded.LABEL) is answers
     assert (response.text == grounded.NOT_FOUND) is not answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_whole_search_runs_on_its_own_connection_while_memory_loads(
+        chat, help_centre, monkeypatch):
+    from knowledge import retrieval
+
+    searches: list[str] = []
+    real_search = retrieval.search
+    monkeypatch.setattr(retrieval, "search", lambda query, **kw: searches.append(threading.current_thread().name)
+                        or real_search(query, **kw))
+    _, response = chat.ask("How long does a refund take to reach my card?")
+
+    assert len(searches) == 1 and searches[0].startswith("search-ahead"), searches
+    assert response.sources and response.sources[0].title == "Refunds"
+    assert [c.status for c in response.tool_calls] == ["ok"] * len(response.tool_calls)
+
+
+def test_inside_a_transaction_the_search_runs_inline_where_it_sees_uncommitted_rows(chat, help_centre, monkeypatch):
+    from knowledge import retrieval
+
+    searches: list[str] = []
+    real_search = retrieval.search
+    monkeypatch.setattr(retrieval, "search", lambda query, **kw: searches.append(threading.current_thread().name)
+                        or real_search(query, **kw))
+    _, response = chat.ask("How long does a refund take to reach my card?")  # the test's transaction holds the articles
+
+    assert len(searches) == 1 and not searches[0].startswith("search-ahead")
+    assert response.sources and response.sources[0].title == "Refunds"

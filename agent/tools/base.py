@@ -29,8 +29,9 @@ class BaseTool:
     def warm(self, ctx: AgentContext) -> None:
         """Start slow work that needs only the message, before the pipeline reaches this tool.
 
-        Called at the start of every run for the pipeline tools, so such work (a query
-        embedding, say) overlaps the steps before. It must be cheap, start nothing the
+        Called at the start of every run for the pipeline tools, on the pipeline's thread,
+        so such work (a search, say) overlaps the steps before; a Future it leaves in
+        ctx.ahead[self.name] is run()'s to collect. It must be cheap, start nothing the
         run would not do anyway, and never raise.
         """
 

@@ -30,15 +30,22 @@ class KnowledgeSearchTool(BaseTool):
 
     def warm(self, ctx: AgentContext) -> None:
         # A short follow-up borrows the previous turn from memory, which is not loaded yet.
-        if not _is_follow_up(ctx.redacted_text or ctx.text):
-            from knowledge.retrieval import prefetch_query
+        if _is_follow_up(ctx.redacted_text or ctx.text):
+            return
+        from knowledge.retrieval import in_transaction, prefetch_query, search_ahead
 
-            prefetch_query(search_query(ctx))
+        query = search_query(ctx)
+        if in_transaction():  # the search's own connection could not see this one's rows
+            prefetch_query(query)
+        else:  # the whole search runs while memory loads
+            ctx.ahead[self.name] = (query, SEARCH_K, search_ahead(query, k=SEARCH_K))
 
     def run(self, ctx: AgentContext, **args: Any) -> ToolResult:
         from knowledge.retrieval import search
 
-        response = search(args.get("query") or search_query(ctx), k=int(args.get("k") or SEARCH_K))
+        query, k = args.get("query") or search_query(ctx), int(args.get("k") or SEARCH_K)
+        ahead = ctx.ahead.pop(self.name, None)
+        response = ahead[2].result() if ahead and ahead[:2] == (query, k) else search(query, k=k)
         ctx.search = response
         titles = "; ".join(f"{r.title} › {r.heading_path}"[:80] for r in response.results[:3])
         return ToolResult(ok=True, data=[r.chunk_id for r in response.results],
