@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
+_session_lock = threading.Lock()
+_tokenizer_lock = threading.Lock()
 _model: SentenceTransformer | None = None
 _load_error: str = ""
 QUERY_CACHE_TTL_S = 24 * 3600
@@ -112,7 +115,8 @@ def encode_one(text: str) -> np.ndarray:
     import torch
 
     model = get_model()
-    features = model[0].preprocess([text])  # the module's own: model.tokenize() is deprecated
+    with _tokenizer_lock:  # a fast tokenizer used by two threads at once raises "Already borrowed"
+        features = model[0].preprocess([text])  # the module's own: model.tokenize() is deprecated
     (hidden,) = session.run(None, {"input_ids": features["input_ids"].numpy(),
                                    "attention_mask": features["attention_mask"].numpy()})
     with torch.inference_mode():
@@ -123,24 +127,39 @@ def encode_one(text: str) -> np.ndarray:
     return vector.numpy().astype(np.float32)
 
 
-@lru_cache(maxsize=1)
 def _query_session():  # type: ignore[no-untyped-def]
     """The model's transformer in ONNX Runtime, once per process; None (encode() is used) if it cannot be.
 
-    Two first callers at once may both build it (seconds of work, the same result): not worth a lock.
+    Locked: the warm-up thread and the first queries after a start would otherwise all
+    export at once, and the TorchScript exporter is not thread-safe.
     """
     model = get_model()  # a model that fails to load raises, as encode() would
-    try:
-        import onnxruntime
+    with _session_lock:
+        return _cached_session(model)
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = settings.EMBEDDING_THREADS  # 0: one per core, as torch
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not burn CPU
-        return onnxruntime.InferenceSession(str(_exported(model)), options, providers=["CPUExecutionProvider"])
+
+@lru_cache(maxsize=1)
+def _cached_session(model: SentenceTransformer):  # type: ignore[no-untyped-def]
+    try:
+        return _session(_exported(model))
     except Exception:
         log.warning("query encoder could not run in ONNX Runtime; using encode()", exc_info=True)
         return None
+
+
+def _session(path: Path):  # type: ignore[no-untyped-def]
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = settings.EMBEDDING_THREADS  # 0: one per core, as torch
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not burn CPU
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # a damaged export (disk full, a killed writer): export again, once
+        log.warning("the ONNX query encoder at %s would not load; exporting it again", path, exc_info=True)
+        path.unlink(missing_ok=True)
+        return onnxruntime.InferenceSession(str(_exported(get_model())), options, providers=["CPUExecutionProvider"])
 
 
 def _exported(model: SentenceTransformer) -> Path:
@@ -148,9 +167,13 @@ def _exported(model: SentenceTransformer) -> Path:
     path = settings.VAR_DIR / "onnx" / f"query-encoder-{_model_fingerprint()}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        _export(model, partial)
-        os.replace(partial, path)  # atomic: a process starting meanwhile never reads half a file
+        handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # unique per writer
+        os.close(handle)
+        try:
+            _export(model, Path(partial))
+            os.replace(partial, path)  # atomic: a process starting meanwhile never reads half a file
+        finally:
+            Path(partial).unlink(missing_ok=True)
     return path
 
 

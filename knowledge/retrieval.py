@@ -26,6 +26,7 @@ injection keep their place in the pool but their score is scaled by FLAGGED_PENA
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import logging
@@ -260,7 +261,9 @@ def prefetch_query(query: str) -> None:
 
 @functools.cache
 def _ahead() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="search-ahead")
+    # As many as the chat hub's agent threads (conversations.hub.AGENT_THREADS): fewer would
+    # make concurrent replies queue for a search they used to run on their own thread.
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="search-ahead")
 
 
 def search_ahead(query: str, *, k: int = 5) -> Future:
@@ -271,7 +274,8 @@ def search_ahead(query: str, *, k: int = 5) -> Future:
     transaction must search inline instead (see in_transaction()).
     """
     prefetch_query(query)
-    return _ahead().submit(_search_on_own_connection, query, k)
+    # With the caller's context: the search's log lines keep their request and session ids.
+    return _ahead().submit(contextvars.copy_context().run, _search_on_own_connection, query, k)
 
 
 def _search_on_own_connection(query: str, k: int) -> SearchResponse:
@@ -414,7 +418,8 @@ def dense_candidates(query: str, *, collection: str, tags: Sequence[str] = (), l
     # relaxed_order lets the index scan continue past filtered-out rows; the outer
     # ORDER BY restores exact order among the rows it returns. The settings and the search
     # go as one multi-statement query: Postgres runs it as one implicit transaction, so
-    # SET LOCAL ends with it, in one round trip instead of five (BEGIN, SETs, COMMIT).
+    # SET LOCAL ends with it, in one round trip instead of five (BEGIN, SETs, COMMIT). Several
+    # statements with parameters need Django's default client-side binding (not server_side_binding).
     sql = f"""
         SET LOCAL hnsw.ef_search = {int(max(EF_SEARCH, limit))};
         SET LOCAL hnsw.iterative_scan = relaxed_order;

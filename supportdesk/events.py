@@ -6,6 +6,7 @@ database (and clients resync) rather than trusting the payload.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -15,6 +16,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 log = logging.getLogger(__name__)
+SEND_TIMEOUT_S = 2.0
+MAX_PENDING = 10_000
 
 
 class ChatEvent(TypedDict):
@@ -51,6 +54,9 @@ class _Sender:
 
     def submit(self, group: str, event: ChatEvent) -> None:
         with self.lock:
+            if self.pending >= MAX_PENDING:  # Redis has been down a while: drop, clients resync
+                log.warning("chat event dropped: %s events waiting for the channel layer", self.pending)
+                return
             self.pending += 1
             self.idle.clear()
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (group, event))
@@ -63,7 +69,8 @@ class _Sender:
         while True:
             group, event = await self.queue.get()
             try:
-                await get_channel_layer().group_send(group, event)
+                # Bounded: with Redis slow or down, one event must not hold up the rest for long.
+                await asyncio.wait_for(get_channel_layer().group_send(group, event), SEND_TIMEOUT_S)
             except Exception:  # a missed event is repaired by the client's resync
                 log.exception("could not publish chat event")
             with self.lock:
@@ -82,6 +89,7 @@ def _sender() -> _Sender:
     with _senders_lock:
         if pid not in _senders:
             _senders[pid] = _Sender()
+            atexit.register(flush, 1.0)  # a restart should not drop what is queued
         return _senders[pid]
 
 

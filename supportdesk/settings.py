@@ -224,8 +224,9 @@ CHANNEL_LAYERS = {
         # timeout would kill idle sockets, so the read timeout must be longer than that.
         # redis-py's async pool holds 100 connections and then fails at once instead of
         # waiting: with 200 sockets connecting together, every one past the 100th closed
-        # with 1011. Redis itself accepts 10,000 clients.
-        "CONFIG": {"hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15, "max_connections": 2000}],
+        # with 1011. Redis itself accepts 10,000 clients, shared with the cache and broker, and
+        # a pool grows only as far as concurrent use takes it.
+        "CONFIG": {"hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15, "max_connections": 1000}],
                    "capacity": 500, "expiry": 30},
     }
 }

@@ -263,14 +263,17 @@ def test_grounded_mode_abstains_by_its_own_confidence_threshold_not_the_escalati
 def test_outside_a_transaction_the_whole_search_runs_on_its_own_connection_while_memory_loads(
         chat, help_centre, monkeypatch):
     from knowledge import retrieval
+    from supportdesk.logging import request_id_var
 
-    searches: list[str] = []
+    searches: list[tuple[str, str]] = []
     real_search = retrieval.search
-    monkeypatch.setattr(retrieval, "search", lambda query, **kw: searches.append(threading.current_thread().name)
-                        or real_search(query, **kw))
+    monkeypatch.setattr(retrieval, "search", lambda query, **kw: searches.append(
+        (threading.current_thread().name, request_id_var.get())) or real_search(query, **kw))
+    request_id_var.set("req-ahead")
     _, response = chat.ask("How long does a refund take to reach my card?")
 
-    assert len(searches) == 1 and searches[0].startswith("search-ahead"), searches
+    assert len(searches) == 1 and searches[0][0].startswith("search-ahead"), searches
+    assert searches[0][1] == "req-ahead", "its log lines keep the request id"
     assert response.sources and response.sources[0].title == "Refunds"
     assert [c.status for c in response.tool_calls] == ["ok"] * len(response.tool_calls)
 

@@ -1,6 +1,8 @@
 """Query embeddings: the ONNX Runtime single-text path gives encode()'s vectors, cached in Redis."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -35,11 +37,36 @@ def test_the_export_is_written_once_and_reused(settings, tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "onnx").iterdir()] == [first.name]  # no partial file left behind
 
 
+def test_a_damaged_export_is_exported_again(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    path = embeddings._exported(embeddings.get_model())
+    path.write_bytes(b"half a file")
+
+    session = embeddings._session(path)
+
+    assert path.stat().st_size > 1_000_000 and session.get_inputs()[0].name == "input_ids"
+
+
+def test_first_callers_at_once_export_once_and_share_the_session(settings, tmp_path, monkeypatch):
+    settings.VAR_DIR = tmp_path
+    exports: list[object] = []
+    real = embeddings._export
+    monkeypatch.setattr(embeddings, "_export", lambda model, path: exports.append(path) or real(model, path))
+    embeddings._cached_session.cache_clear()
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            sessions = list(pool.map(lambda _: embeddings._query_session(), range(4)))
+    finally:
+        embeddings._cached_session.cache_clear()
+    assert len(exports) == 1
+    assert sessions[0] is not None and all(s is sessions[0] for s in sessions)
+
+
 def test_a_model_that_cannot_be_exported_falls_back_to_encode(monkeypatch):
     def refuse(model, path):  # noqa: ANN001, ANN202
         raise RuntimeError("not exportable")
 
-    embeddings._query_session.cache_clear()
+    embeddings._cached_session.cache_clear()
     monkeypatch.setattr(embeddings, "_export", refuse)
     monkeypatch.setattr(embeddings, "_model_fingerprint", lambda: "not-exported-yet")
     try:
@@ -47,7 +74,7 @@ def test_a_model_that_cannot_be_exported_falls_back_to_encode(monkeypatch):
         assert embeddings._query_session() is None
         assert float(got @ embeddings.encode([TEXTS[1]])[0]) > 0.99999
     finally:
-        embeddings._query_session.cache_clear()  # later tests build the real session again
+        embeddings._cached_session.cache_clear()  # later tests build the real session again
 
 
 def test_a_query_is_embedded_once_then_read_from_the_cache(monkeypatch):

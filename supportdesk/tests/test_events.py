@@ -66,6 +66,25 @@ def test_a_layer_failure_is_logged_and_later_events_still_go_out(monkeypatch, ca
     assert "could not publish chat event" in caplog.text
 
 
+def test_a_hung_send_gives_up_and_the_next_events_go_out(monkeypatch, caplog):
+    sent: list[int] = []
+
+    async def hanging_group_send(group: str, event: dict) -> None:
+        if event["message_id"] == 1:
+            await asyncio.sleep(30)
+        sent.append(event["message_id"])
+
+    monkeypatch.setattr(events, "SEND_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(get_channel_layer(), "group_send", hanging_group_send)
+    with caplog.at_level(logging.ERROR, logger="supportdesk.events"):
+        for message_id in (1, 2, 3):
+            events.publish("hung", "message", message_id)
+        assert events.flush(timeout=5)
+
+    assert sent == [2, 3]
+    assert "could not publish chat event" in caplog.text
+
+
 @pytest.fixture(autouse=True)
 def _drained():
     yield
