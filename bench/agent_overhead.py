@@ -324,11 +324,39 @@ def main() -> None:
     show("Grounded path (no LLM)", grounded)
     print(f"\nload average (1 min): {load['before']} before, {load['after']} after, on {load['cpus']} CPUs: "
           "other processes competing for the CPU inflate every figure")
+    machine = machine_speed()
+    print(f"this machine: one ORM insert {machine['orm_insert_ms']} ms, SELECT 1 {machine['select_1_ms']} ms, "
+          f"a 200k-step Python loop {machine['python_loop_ms']} ms: compare these before comparing runs "
+          "made on different machines")
     if args.json:
         report = {"overhead_ms": llm["overhead_ms"], "per_token_ms": llm["per_token_ms"],
-                  "grounded": grounded, "llm": llm, "chunks": chunks, "targets_ms": TARGETS, "load_average": load}
+                  "grounded": grounded, "llm": llm, "chunks": chunks, "targets_ms": TARGETS, "load_average": load,
+                  "machine": machine}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def machine_speed() -> dict[str, float]:
+    """Medians of work the overhead is made of, so runs on different machines can be compared."""
+    from django.db import connection
+
+    from agent.models import AgentRun
+    from conversations.services import session_create
+
+    session = session_create().session
+
+    def median_ms(work, times: int = 100) -> float:  # type: ignore[no-untyped-def]
+        samples = []
+        for _ in range(times):
+            started = time.perf_counter()
+            work()
+            samples.append(1000 * (time.perf_counter() - started))
+        return round(statistics.median(samples), 3)
+
+    with connection.cursor() as cursor:
+        select_1 = median_ms(lambda: cursor.execute("SELECT 1"))
+    return {"orm_insert_ms": median_ms(lambda: AgentRun.objects.create(session_id=session.pk)),
+            "select_1_ms": select_1, "python_loop_ms": median_ms(lambda: sum(range(200_000)), times=20)}
 
 
 def _profiler():  # type: ignore[no-untyped-def]
