@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -264,26 +263,14 @@ async def measure(questions: list[str], messages: int, warmup: int, profiler=Non
     return {"grounded": grounded, "llm": llm}
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextmanager
 def fake_provider() -> Iterator[str]:
     """The fake LLM in a process of its own, as a provider is: run in this process, its
     server threads would compete with the agent for the GIL, which no real provider does."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "agent.fake_llm", "--port", str(port), "--text", REPLY],
-                              cwd=ROOT, stdout=subprocess.DEVNULL)
+    port = common.free_port()
+    server = common.start([sys.executable, "-m", "agent.fake_llm", "--port", str(port), "--text", REPLY], None, port,
+                          stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not _listening(port):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the fake LLM did not start")
-            time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         server.terminate()

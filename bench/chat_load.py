@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import free_port, start
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"lost": 0, "errors": 0, "echo_ratio": 0.5}
@@ -70,12 +71,6 @@ def echo_application():  # noqa: ANN201 - built lazily: Django settings are need
 # --- processes ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def setup_django(var_dir: Path) -> dict[str, str]:
     """Start (or join) the bench's own embedded servers; the env children need to share them."""
     os.environ["VAR_DIR"] = str(var_dir)
@@ -94,24 +89,6 @@ def setup_django(var_dir: Path) -> dict[str, str]:
            else f"postgresql://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT'] or 5432}/{db['NAME']}")
     return {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "SECRET_KEY": settings.SECRET_KEY,
             "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "ERROR"}
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"a bench process exited early ({process.args})")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.3)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-def start(command: list[str], env: dict[str, str], port: int, cwd: Path = ROOT) -> subprocess.Popen:
-    process = subprocess.Popen(command, cwd=cwd, env=env)
-    wait_for_port(port, process)
-    return process
 
 
 # --- the load ----------------------------------------------------------------------------
@@ -329,19 +306,12 @@ def print_report(report: dict) -> None:
         print("  error:", sample)
 
 
-# Both servers start through this bootstrap. It gives the channel layer's Redis client a
-# read timeout above channels-redis' 5 s blocking receive: redis-py 8 defaults to 5 s, so
-# an idle consumer's receive times out and the socket dies with 1011 (reported to the lead
-# as a settings.py fix; a no-op once CHANNEL_LAYERS hosts carry their own socket_timeout).
+# Both servers start through this bootstrap: Django set up, Daphne's command line ready.
 BOOTSTRAP = f"""
 import os, sys
 sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportdesk.settings")
 import django; django.setup()
-from django.conf import settings
-hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
-settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-    h if isinstance(h, dict) else {{"address": h, "socket_timeout": 15}} for h in hosts]
 from daphne.cli import CommandLineInterface
 """
 APP_SERVER = BOOTSTRAP + """
