@@ -141,7 +141,13 @@ def _query_session():  # type: ignore[no-untyped-def]
 @lru_cache(maxsize=1)
 def _cached_session(model: SentenceTransformer):  # type: ignore[no-untyped-def]
     try:
-        return _session(_exported(model))
+        path = _exported(model)
+        try:
+            return _session(path)
+        except Exception:  # a damaged export (disk full, a killed writer): export again, once
+            log.warning("the ONNX query encoder at %s would not load; exporting it again", path, exc_info=True)
+            path.unlink(missing_ok=True)
+            return _session(_exported(model))
     except Exception:
         log.warning("query encoder could not run in ONNX Runtime; using encode()", exc_info=True)
         return None
@@ -154,12 +160,7 @@ def _session(path: Path):  # type: ignore[no-untyped-def]
     options.intra_op_num_threads = settings.EMBEDDING_THREADS  # 0: one per core, as torch
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not burn CPU
-    try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception:  # a damaged export (disk full, a killed writer): export again, once
-        log.warning("the ONNX query encoder at %s would not load; exporting it again", path, exc_info=True)
-        path.unlink(missing_ok=True)
-        return onnxruntime.InferenceSession(str(_exported(get_model())), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _exported(model: SentenceTransformer) -> Path:

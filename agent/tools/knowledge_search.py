@@ -38,14 +38,14 @@ class KnowledgeSearchTool(BaseTool):
         if in_transaction():  # the search's own connection could not see this one's rows
             prefetch_query(query)
         else:  # the whole search runs while memory loads
-            ctx.ahead[self.name] = (query, SEARCH_K, search_ahead(query, k=SEARCH_K))
+            ctx.ahead[self.name] = ((query, SEARCH_K), search_ahead(query, k=SEARCH_K))
 
     def run(self, ctx: AgentContext, **args: Any) -> ToolResult:
         from knowledge.retrieval import search
 
         query, k = args.get("query") or search_query(ctx), int(args.get("k") or SEARCH_K)
-        ahead = ctx.ahead.pop(self.name, None)
-        response = ahead[2].result() if ahead and ahead[:2] == (query, k) else search(query, k=k)
+        started_for, future = ctx.ahead.pop(self.name, (None, None))
+        response = future.result() if started_for == (query, k) else search(query, k=k)
         ctx.search = response
         titles = "; ".join(f"{r.title} › {r.heading_path}"[:80] for r in response.results[:3])
         return ToolResult(ok=True, data=[r.chunk_id for r in response.results],
