@@ -67,6 +67,69 @@ def _skip_openai_config_protocol_check() -> None:
 
 _skip_openai_config_protocol_check()
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain_json(value: Any) -> bool:
+    """Only dicts with string keys, lists and JSON scalars: nothing a transform would rewrite."""
+    if isinstance(value, _JSON_SCALARS):
+        return True
+    if isinstance(value, list):
+        return all(_plain_json(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain_json(item) for key, item in value.items())
+    return False
+
+
+def _has_aliases(annotation: Any, seen: set[int] | None = None) -> bool:
+    """Whether any field under this request type is sent under another name (PropertyInfo alias)."""
+    import typing
+
+    from openai._utils._transform import PropertyInfo
+
+    seen = set() if seen is None else seen
+    if id(annotation) in seen:
+        return False
+    seen.add(id(annotation))
+    if any(isinstance(meta, PropertyInfo) and meta.alias for meta in getattr(annotation, "__metadata__", ())):
+        return True
+    if typing.is_typeddict(annotation):
+        return any(_has_aliases(hint, seen) for hint in typing.get_type_hints(annotation, include_extras=True).values())
+    return any(_has_aliases(arg, seen) for arg in typing.get_args(annotation))
+
+
+def _skip_openai_identity_transform() -> None:
+    """Spare the OpenAI SDK its request transform when it would return the request unchanged.
+
+    Before each request the SDK walks the body against its TypedDicts, field by field, to
+    rename aliased keys and encode dates and files: about 2 ms for a prompt of nine messages,
+    on the path to the first token. Our bodies are plain JSON (strings, numbers, lists,
+    dicts), for which the walk only drops the parameters left unset, and the chat request
+    types have no aliases (checked here, against the installed SDK). Anything else, or an
+    SDK whose types gained an alias, goes through the SDK's own transform.
+    """
+    try:
+        from openai._utils._utils import is_given
+        from openai.resources.chat.completions import completions
+        from openai.types.chat import completion_create_params as params
+        identity = {kind for kind in (params.CompletionCreateParamsStreaming,
+                                      params.CompletionCreateParamsNonStreaming) if not _has_aliases(kind)}
+    except Exception:  # another SDK layout: leave it alone
+        return
+    transform = completions.async_maybe_transform
+
+    async def transform_unless_plain(data: Any, expected_type: Any) -> Any:
+        if expected_type in identity and isinstance(data, dict):
+            given = {key: value for key, value in data.items() if is_given(value)}
+            if _plain_json(given):
+                return given
+        return await transform(data, expected_type)
+
+    completions.async_maybe_transform = transform_unless_plain
+
+
+_skip_openai_identity_transform()
+
 DEFAULT_CONTEXT_WINDOW = 8192
 _CLOSE_TIMEOUT_S = 2.0
 _ERROR_TEXT_MAX = 300

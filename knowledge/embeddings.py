@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _session_lock = threading.Lock()
-_tokenizer_lock = threading.Lock()
 _model: SentenceTransformer | None = None
 _load_error: str = ""
 QUERY_CACHE_TTL_S = 24 * 3600
@@ -112,15 +111,51 @@ def encode_one(text: str) -> np.ndarray:
     session = _query_session()
     if session is None:
         return encode([text])[0].astype(np.float32)
+    model = get_model()
+    ids, mask = _query_features(model, text)
+    (hidden,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    if _mean_pooled(model):
+        # The usual head in numpy: torch's per-operator dispatch cost 4x as much for one row.
+        # One unpadded row: every token counts, so the mean over the mask is a plain mean.
+        vector = hidden[0].mean(axis=0)
+        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+    return _pool_with_modules(model, ids, mask, hidden)
+
+
+def _query_features(model: SentenceTransformer, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and mask (int64, one row) as the model's own module would make them."""
+    encoded = _query_tokenizer(model).encode(text.strip())  # the module strips its inputs too
+    return (np.array([encoded.ids], dtype=np.int64), np.array([encoded.attention_mask], dtype=np.int64))
+
+
+@lru_cache(maxsize=1)
+def _query_tokenizer(model: SentenceTransformer):  # type: ignore[no-untyped-def]
+    # The Rust tokenizer called directly, truncating like the module: its Python wrapper cost
+    # more than the tokenizing. A private copy, so no lock: the model's own one raises
+    # "Already borrowed" when two threads use it at once.
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.enable_truncation(max_length=model.max_seq_length)
+    return backend
+
+
+@lru_cache(maxsize=1)
+def _mean_pooled(model: SentenceTransformer) -> bool:
+    """Whether the head after the transformer is mean pooling then normalisation (MiniLM's)."""
+    modules = list(model)[1:]
+    names = [type(module).__name__ for module in modules]
+    return names == ["Pooling", "Normalize"] and modules[0].get_config_dict().get("pooling_mode") == "mean"
+
+
+def _pool_with_modules(model: SentenceTransformer, ids: np.ndarray, mask: np.ndarray,
+                       hidden: np.ndarray) -> np.ndarray:
     import torch
 
-    model = get_model()
-    with _tokenizer_lock:  # a fast tokenizer used by two threads at once raises "Already borrowed"
-        features = model[0].preprocess([text])  # the module's own: model.tokenize() is deprecated
-    (hidden,) = session.run(None, {"input_ids": features["input_ids"].numpy(),
-                                   "attention_mask": features["attention_mask"].numpy()})
+    features = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                "token_embeddings": torch.from_numpy(hidden)}
     with torch.inference_mode():
-        features["token_embeddings"] = torch.from_numpy(hidden)
         for module in list(model)[1:]:
             features = module(features)
         vector = torch.nn.functional.normalize(features["sentence_embedding"], dim=1)[0]

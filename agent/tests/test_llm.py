@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import aclosing
-from typing import Any
+from typing import Annotated, Any, List, Optional, TypedDict
 
 import pytest
+from openai._utils._transform import PropertyInfo
 
 from agent.fake_llm import Behaviour, FakeLLM
 from agent.llm import (
@@ -427,3 +428,72 @@ def test_streamed_chunks_parse_without_the_sdks_protocol_isinstance():
     assert models._ConfigProtocol.__name__ == "_NoPydanticV1Config"  # the slow Protocol check is gone
     assert parsed.choices[0].delta.content == " word" and parsed.choices[0].delta.role == "assistant"
     assert parsed.model_dump(exclude_unset=True) == chunk
+
+
+REQUEST_BODIES = [
+    {"messages": [{"role": "system", "content": "You are a support agent."}, {"role": "user", "content": "Hi"}],
+     "model": "fake", "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 800,
+     "temperature": 0.2},
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]},
+                  {"role": "assistant", "content": None, "tool_calls": [
+                      {"id": "c1", "type": "function", "function": {"name": "order_status", "arguments": "{}"}}]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "shipped"}],
+     "model": "fake", "stream": True, "tools": [ORDER_TOOL], "tool_choice": "auto", "metadata": {"k": "v"}},
+]
+
+
+def _count_sdk_transforms(monkeypatch) -> list[object]:
+    import openai._utils._transform as transform
+
+    calls: list[object] = []
+    real = transform.async_transform
+    monkeypatch.setattr(transform, "async_transform", lambda data, kind: calls.append(kind) or real(data, kind))
+    return calls
+
+
+@pytest.mark.parametrize("body", REQUEST_BODIES)
+async def test_a_plain_request_body_skips_the_sdks_transform_and_is_sent_as_it_would_send_it(body, monkeypatch):
+    import openai._utils as sdk
+    from openai import NOT_GIVEN
+    from openai.resources.chat.completions import completions
+    from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming as Params
+
+    with_unset = {**body, "audio": NOT_GIVEN, "seed": NOT_GIVEN}  # as the SDK's create() passes them
+    expected = await sdk.async_maybe_transform(with_unset, Params)
+    calls = _count_sdk_transforms(monkeypatch)
+    assert await completions.async_maybe_transform(with_unset, Params) == expected == body
+    assert calls == [], "the walk was skipped"
+
+
+async def test_a_body_the_sdk_must_rewrite_still_goes_through_its_transform(monkeypatch):
+    import datetime
+
+    from openai.resources.chat.completions import completions
+    from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming as Params
+
+    calls = _count_sdk_transforms(monkeypatch)
+    body = {"messages": ({"role": "user", "content": "Hi"},), "model": "fake", "metadata": {"at": datetime.date(2026, 1, 2)}}
+    rewritten = await completions.async_maybe_transform(body, Params)
+    assert rewritten["messages"] == [{"role": "user", "content": "Hi"}], "a tuple became the list JSON needs"
+    assert calls == [Params]
+
+
+class _Card(TypedDict):
+    card_id: Annotated[str, PropertyInfo(alias="cardID")]
+
+
+class _AliasedParams(TypedDict, total=False):
+    name: str
+    cards: Optional[List[_Card]]
+
+
+class _PlainParams(TypedDict, total=False):
+    name: str
+    tags: List[str]
+
+
+def test_request_types_with_an_alias_anywhere_are_not_shortcut():
+    from agent.llm import _has_aliases
+
+    assert _has_aliases(_AliasedParams) and not _has_aliases(_PlainParams)

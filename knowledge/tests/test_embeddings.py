@@ -12,7 +12,8 @@ TEXTS = [
     "refund",
     "How long does a refund take to reach my card?",
     "Ma télévision ne s'allume plus après la mise à jour — que faire ?",
-    "word " * 400,  # past the model's 256 word pieces: truncated the same way
+    "refund " * 250 + "my television screen stays black " * 30,  # past 256 word pieces: truncated the same way
+    "  \tWhere is my ORDER #1234?\n",  # stripped and lower-cased as the model's own tokenizer does
 ]
 
 
@@ -23,6 +24,12 @@ def test_the_onnx_encoder_gives_the_same_vector_as_encode(text):
     got = embeddings.encode_one(text)
     assert got.shape == (384,) and got.dtype == np.float32
     assert float(got @ expected) > 0.99999
+
+
+def test_a_model_with_another_head_is_pooled_by_its_own_modules(monkeypatch):
+    monkeypatch.setattr(embeddings, "_mean_pooled", lambda model: False)
+    for text in TEXTS[:2]:
+        assert float(embeddings.encode_one(text) @ embeddings.encode([text])[0]) > 0.99999
 
 
 def test_the_export_is_written_once_and_reused(settings, tmp_path, monkeypatch):
