@@ -146,8 +146,8 @@ def _database() -> dict:
     # Persistent connections: without them every database_sync_to_async call and agent
     # step opened a fresh connection (a new Postgres backend), a large share of a chat
     # reply's cost. The threads that touch the database are a fixed set (Django's sync
-    # thread, the chat hub's agent threads, the knowledge search-ahead threads), so
-    # connections stay bounded.
+    # thread, the chat hub's agent threads, the knowledge search's search-ahead and
+    # dense-search threads), so connections stay bounded.
     max_age = env_int("DATABASE_CONN_MAX_AGE", 60, low=0, high=86400)
     config = dj_database_url.parse(url, conn_max_age=max_age, conn_health_checks=True)
     if not config.get("NAME"):

@@ -265,3 +265,39 @@ def test_dense_search_keeps_scanning_past_filtered_out_neighbours_and_leaves_the
             cursor.execute("RESET enable_seqscan; RESET enable_sort")
     assert len(found) == 8 and {c.document_id for c in found} == {target.pk}
     assert after == ("40", "off")  # SET LOCAL: pgvector's defaults again once the search is done
+
+
+def _dense_threads(monkeypatch) -> list[tuple[str, str]]:
+    """(thread, request id) of each dense query."""
+    import threading
+
+    from supportdesk.logging import request_id_var
+
+    threads: list[tuple[str, str]] = []
+    real = retrieval.dense_candidates
+    monkeypatch.setattr(retrieval, "dense_candidates", lambda *args, **kwargs: threads.append(
+        (threading.current_thread().name, request_id_var.get())) or real(*args, **kwargs))
+    return threads
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beside_the_full_text_the_dense_query_runs_on_a_thread_and_connection_of_its_own(help_centre, monkeypatch):
+    from supportdesk.logging import request_id_var
+
+    threads = _dense_threads(monkeypatch)
+    request_id_var.set("req-dense")
+    response = retrieval.search("How do I get my money back for a return?", k=3)
+    assert len(threads) == 1 and threads[0][0].startswith("dense-search"), threads
+    assert threads[0][1] == "req-dense", "its log lines keep the request id"
+    assert top_titles(response)[0] == "Returns and refunds"
+    assert response.confidence > 0, "the dense scores reached the confidence estimate"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense"])
+def test_inside_a_transaction_or_without_full_text_the_dense_query_runs_inline(help_centre, monkeypatch, mode):
+    import threading
+
+    threads = _dense_threads(monkeypatch)
+    response = retrieval.search("How do I get my money back for a return?", k=3, mode=mode)
+    assert [name for name, _ in threads] == [threading.current_thread().name], "the transaction holds the articles"
+    assert top_titles(response)[0] == "Returns and refunds"
