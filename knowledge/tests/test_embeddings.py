@@ -17,16 +17,46 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory) -> dict[bool, object]:
+    """The query encoder exported both ways (8-bit or not), once for this module."""
+    from django.test import override_settings
+
+    sessions = {}
+    for int8 in (False, True):
+        with override_settings(VAR_DIR=tmp_path_factory.mktemp("onnx"), EMBEDDING_QUERY_INT8=int8):
+            sessions[int8] = embeddings._session(embeddings._exported(embeddings.get_model()))
+    return sessions
+
+
+@pytest.mark.parametrize("int8, at_least", [(False, 0.99999), (True, 0.985)])
 @pytest.mark.parametrize("text", TEXTS)
-def test_the_onnx_encoder_gives_the_same_vector_as_encode(text):
-    assert embeddings._query_session() is not None, "the bundled model exports and runs in ONNX Runtime"
+def test_the_onnx_encoder_gives_encodes_vector_the_8_bit_one_nearly(text, int8, at_least, encoders, monkeypatch):
+    monkeypatch.setattr(embeddings, "_query_session", lambda: encoders[int8])
     expected = embeddings.encode([text])[0]
     got = embeddings.encode_one(text)
     assert got.shape == (384,) and got.dtype == np.float32
-    assert float(got @ expected) > 0.99999
+    assert float(got @ expected) > at_least
 
 
-def test_a_model_with_another_head_is_pooled_by_its_own_modules(monkeypatch):
+def _operators(path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_questions_use_the_8_bit_encoder_by_default(settings, tmp_path):
+    assert embeddings._query_session() is not None, "the bundled model exports and runs in ONNX Runtime"
+    settings.VAR_DIR = tmp_path
+    int8 = embeddings._exported(embeddings.get_model())
+    settings.EMBEDDING_QUERY_INT8 = False
+    full = embeddings._exported(embeddings.get_model())
+    assert int8.name.endswith("-int8.onnx") and int8 != full
+    assert "MatMulInteger" in _operators(int8) and "MatMulInteger" not in _operators(full)
+
+
+def test_a_model_with_another_head_is_pooled_by_its_own_modules(monkeypatch, encoders):
+    monkeypatch.setattr(embeddings, "_query_session", lambda: encoders[False])
     monkeypatch.setattr(embeddings, "_mean_pooled", lambda model: False)
     for text in TEXTS[:2]:
         assert float(embeddings.encode_one(text) @ embeddings.encode([text])[0]) > 0.99999
@@ -96,3 +126,14 @@ def test_a_query_is_embedded_once_then_read_from_the_cache(monkeypatch):
     second = embeddings.encode_query("Do gift cards expire?")
     assert calls == ["Do gift cards expire?"]
     assert np.array_equal(first, second)
+
+
+def test_switching_the_8_bit_encoder_off_does_not_read_its_cached_vectors(monkeypatch, settings):
+    calls: list[bool] = []
+    real = embeddings.encode_one
+    monkeypatch.setattr(embeddings, "encode_one", lambda text: calls.append(settings.EMBEDDING_QUERY_INT8)
+                        or real(text))
+    embeddings.encode_query("Can I pay with a gift card?")
+    settings.EMBEDDING_QUERY_INT8 = not settings.EMBEDDING_QUERY_INT8
+    embeddings.encode_query("Can I pay with a gift card?")
+    assert len(calls) == 2 and calls[0] != calls[1]
