@@ -232,12 +232,19 @@ def _quantize(path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = _temp_file(path.parent)
+    root = logging.getLogger()
+    root.addFilter(_not_from_the_quantizer)  # dozens of lines on the root logger, advice for image models
     try:
         quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul"])
         os.replace(quantized, path)
     finally:
+        root.removeFilter(_not_from_the_quantizer)
         quantized.unlink(missing_ok=True)
+
+
+def _not_from_the_quantizer(record: logging.LogRecord) -> bool:
+    return f"onnxruntime{os.sep}quantization" not in record.pathname
 
 
 def _model_fingerprint() -> str:

@@ -137,3 +137,13 @@ def test_switching_the_8_bit_encoder_off_does_not_read_its_cached_vectors(monkey
     settings.EMBEDDING_QUERY_INT8 = not settings.EMBEDDING_QUERY_INT8
     embeddings.encode_query("Can I pay with a gift card?")
     assert len(calls) == 2 and calls[0] != calls[1]
+
+
+def test_quantising_the_export_keeps_the_quantizers_chatter_out_of_the_logs(settings, tmp_path, caplog):
+    import logging
+
+    settings.VAR_DIR = tmp_path
+    with caplog.at_level(logging.DEBUG):
+        embeddings._exported(embeddings.get_model())
+    assert [r.getMessage() for r in caplog.records if "quantization" in r.pathname] == []
+    assert logging.getLogger().filters == [], "the filter is gone once the export is written"
