@@ -127,21 +127,8 @@ def encode_one(text: str) -> np.ndarray:
 
 def _query_features(model: SentenceTransformer, text: str) -> tuple[np.ndarray, np.ndarray]:
     """Token ids and mask (int64, one row) as the model's own module would make them."""
-    encoded = _query_tokenizer(model).encode(text.strip())  # the module strips its inputs too
+    encoded = _tokenizer(truncate_at=model.max_seq_length).encode(text.strip())  # the module strips its inputs too
     return (np.array([encoded.ids], dtype=np.int64), np.array([encoded.attention_mask], dtype=np.int64))
-
-
-@lru_cache(maxsize=1)
-def _query_tokenizer(model: SentenceTransformer):  # type: ignore[no-untyped-def]
-    # The Rust tokenizer called directly, truncating like the module: its Python wrapper cost
-    # more than the tokenizing. A private copy, so no lock: the model's own one raises
-    # "Already borrowed" when two threads use it at once.
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
-    backend.no_padding()
-    backend.enable_truncation(max_length=model.max_seq_length)
-    return backend
 
 
 @lru_cache(maxsize=1)
@@ -282,16 +269,20 @@ def _export(model: SentenceTransformer, path: Path) -> None:
                           output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17)
 
 
-@lru_cache(maxsize=1)
-def _tokenizer():  # type: ignore[no-untyped-def]
-    # A private copy of the fast (Rust) tokenizer without truncation: calling it directly
-    # skips the transformers wrapper, which cost as much as the tokenizing itself, and
-    # leaves the model's own tokenizer settings alone.
+@lru_cache(maxsize=2)
+def _tokenizer(*, truncate_at: int | None = None):  # type: ignore[no-untyped-def]
+    # A private copy of the model's fast (Rust) tokenizer, truncating at `truncate_at` word
+    # pieces or not at all: calling it directly skips the transformers wrapper, which cost as
+    # much as the tokenizing itself, and leaves the model's own tokenizer settings alone. No
+    # lock: the model's own one raises "Already borrowed" when two threads use it at once.
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(get_model().tokenizer.backend_tokenizer.to_str())
-    backend.no_truncation()
     backend.no_padding()
+    if truncate_at is None:
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length=truncate_at)
     return backend
 
 

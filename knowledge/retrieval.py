@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.core.cache import cache
 from django.db import close_old_connections, connection
@@ -46,6 +47,7 @@ from knowledge.metrics import RETRIEVAL_SECONDS
 from knowledge.models import DEFAULT_COLLECTION
 
 log = logging.getLogger("knowledge.retrieval")
+T = TypeVar("T")
 
 # --- Tuned constants ------------------------------------------------------------
 # Chosen on the dev splits only (E-Manual dev 341 queries, SciFact dev 150), document-level
@@ -276,16 +278,22 @@ def search_ahead(query: str, *, k: int = 5) -> Future:
     transaction must search inline instead (see in_transaction()).
     """
     prefetch_query(query)
-    # With the caller's context: the search's log lines keep their request and session ids.
-    return _ahead().submit(contextvars.copy_context().run, _search_on_own_connection, query, k)
+    return _on_own_connection(_ahead(), lambda: search(query, k=k))
 
 
-def _search_on_own_connection(query: str, k: int) -> SearchResponse:
-    close_old_connections()  # this thread sees no request signals: obey CONN_MAX_AGE and health checks
-    try:
-        return search(query, k=k)
-    finally:
-        close_old_connections()
+def _on_own_connection(pool: ThreadPoolExecutor, work: Callable[[], T]) -> Future[T]:
+    """`work` on one of the pool's threads, with that thread's own database connection.
+
+    With the caller's context, so its log lines keep their request and session ids.
+    """
+    def run() -> T:
+        close_old_connections()  # this thread sees no request signals: obey CONN_MAX_AGE and health checks
+        try:
+            return work()
+        finally:
+            close_old_connections()
+
+    return pool.submit(contextvars.copy_context().run, run)
 
 
 def _dense_started(text: str, vector: Future | None, *, collection: str, tags: Sequence[str], limit: int,
@@ -299,26 +307,21 @@ def _dense_started(text: str, vector: Future | None, *, collection: str, tags: S
     """
     if vector is None:
         return lambda: []
+
+    def dense() -> list[Candidate]:
+        return dense_candidates(text, collection=collection, tags=tags, limit=limit, vector=vector.result())
+
     if alongside and not in_transaction():
-        future = _dense_pool().submit(contextvars.copy_context().run, _dense_on_own_connection, text, vector,
-                                      collection, tags, limit)
-        return future.result
-    return lambda: dense_candidates(text, collection=collection, tags=tags, limit=limit, vector=vector.result())
+        return _on_own_connection(_dense_pool(), dense).result
+    return dense
 
 
 @functools.cache
 def _dense_pool() -> ThreadPoolExecutor:
     # As many as the search-ahead threads: each search in flight has at most one dense query.
+    # A pool of its own: searches waiting on their dense queries in the search-ahead pool
+    # could fill it and leave none of those queries a thread to run on.
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="dense-search")
-
-
-def _dense_on_own_connection(text: str, vector: Future, collection: str, tags: Sequence[str],
-                             limit: int) -> list[Candidate]:
-    close_old_connections()  # as _search_on_own_connection: no request signals on this thread
-    try:
-        return dense_candidates(text, collection=collection, tags=tags, limit=limit, vector=vector.result())
-    finally:
-        close_old_connections()
 
 
 def in_transaction() -> bool:
