@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
+from django.core.cache import caches
 
 
 @pytest.fixture
@@ -30,4 +30,5 @@ def _clean_cache():
     from django.conf import settings
 
     if settings.configured:  # pure-module tests may run without Django (-p no:django)
-        cache.clear()
+        for cache in caches.all():
+            cache.clear()

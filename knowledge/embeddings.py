@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -89,14 +89,14 @@ def encode(texts: list[str], batch_size: int | None = None) -> np.ndarray:
 
 
 def encode_query(text: str) -> np.ndarray:
-    """Query embedding, cached in Redis (a cache outage only costs a re-encode)."""
+    """Query embedding, cached in this process (see the "local" cache in settings)."""
     encoder = f"{settings.EMBEDDING_MODEL}\0{settings.EMBEDDING_QUERY_INT8}"  # a switch must not read the other's
     key = "qemb:" + hashlib.sha256(f"{encoder}\0{text}".encode()).hexdigest()
-    cached = cache.get(key)
+    cached = caches["local"].get(key)
     if cached is not None:
         return np.frombuffer(cached, dtype=np.float32)
     vector = encode_one(text)
-    cache.set(key, vector.tobytes(), timeout=QUERY_CACHE_TTL_S)
+    caches["local"].set(key, vector.tobytes(), timeout=QUERY_CACHE_TTL_S)
     return vector
 
 

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import close_old_connections, connection
 
 from knowledge import embeddings
@@ -518,6 +518,7 @@ def document_frequencies(lexemes: Sequence[str], *, collection: str, tags: Seque
     """
     prefix = "bm25-df:" + _scope_key(collection, tags) + ":"
     keys = {lexeme: prefix + hashlib.sha256(lexeme.encode()).hexdigest()[:32] for lexeme in lexemes}
+    cache = caches["local"]
     cached = cache.get_many(list(keys.values()))
     found = {lexeme: int(cached[key]) for lexeme, key in keys.items() if key in cached}
     missing = [lexeme for lexeme in lexemes if lexeme not in found]
@@ -568,7 +569,7 @@ def scope_stats(collection: str, tags: Sequence[str]) -> tuple[int, float]:
     Counting scans the whole collection, so the figures are cached briefly: a few
     documents more or less barely move them.
     """
-    key = "bm25-scope:" + _scope_key(collection, tags)
+    key, cache = "bm25-scope:" + _scope_key(collection, tags), caches["local"]
     cached = cache.get(key)
     if cached is not None:
         return cached

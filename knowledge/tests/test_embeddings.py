@@ -147,3 +147,16 @@ def test_quantising_the_export_keeps_the_quantizers_chatter_out_of_the_logs(sett
         embeddings._exported(embeddings.get_model())
     assert [r.getMessage() for r in caplog.records if "quantization" in r.pathname] == []
     assert logging.getLogger().filters == [], "the filter is gone once the export is written"
+
+
+def test_query_vectors_are_cached_in_this_process_not_in_redis(monkeypatch):
+    from django.core.cache import caches
+
+    embeddings.encode_query("Where is my parcel?")
+    assert not caches["default"].keys("qemb*"), "a Redis read would be a round trip on every question"
+    caches["local"].clear()
+    calls: list[str] = []
+    real = embeddings.encode_one
+    monkeypatch.setattr(embeddings, "encode_one", lambda text: calls.append(text) or real(text))
+    embeddings.encode_query("Where is my parcel?")
+    assert calls == ["Where is my parcel?"], "the process-local cache was what held the vector"

@@ -301,3 +301,18 @@ def test_inside_a_transaction_or_without_full_text_the_dense_query_runs_inline(h
     response = retrieval.search("How do I get my money back for a return?", k=3, mode=mode)
     assert [name for name, _ in threads] == [threading.current_thread().name], "the transaction holds the articles"
     assert top_titles(response)[0] == "Returns and refunds"
+
+
+def test_lexeme_counts_and_scope_statistics_are_counted_once_and_kept_out_of_redis(help_centre, monkeypatch):
+    from django.core.cache import caches
+
+    counted: list[list[str]] = []
+    real_count = retrieval._count_postings
+    monkeypatch.setattr(retrieval, "_count_postings",
+                        lambda lexemes, *args: counted.append(lexemes) or real_count(lexemes, *args))
+    first = retrieval.search("How long does express delivery take?", mode="fulltext")
+    second = retrieval.search("Does express delivery take long?", mode="fulltext")
+    assert len(counted) == 1, "the second question's lexemes were all counted by the first"
+    assert top_titles(first) == top_titles(second) and top_titles(first)[0] == "Delivery times"
+    # Each Redis read was a round trip on the reply's critical path.
+    assert not caches["default"].keys("bm25*"), "the statistics are kept in this process"
