@@ -590,7 +590,10 @@ def _bm25_sql(where: str) -> str:
     # Two passes over the postings. `seeded` reads the seed lexemes' postings in full and
     # keeps the chunks with the best partial score (BM25 x coverage over the seeds);
     # `rest` then adds the common lexemes by primary-key probes for those chunks only.
-    tf_part = "t.idf * p.tf * (%(k1)s + 1) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / %(avgdl)s))"
+    # The constants are cast to float8: bound as numeric literals they made Postgres compute
+    # every posting's length normalisation in numeric arithmetic (17% of the query's time).
+    tf_part = ("t.idf * p.tf * (%(k1)s::float8 + 1) / (p.tf + %(k1)s::float8 * (1 - %(b)s::float8 + "
+               "%(b)s::float8 * p.length / %(avgdl)s::float8))")
     return f"""
         WITH terms AS MATERIALIZED (
             SELECT x.lexeme COLLATE "C" AS lexeme, x.idf, x.seed

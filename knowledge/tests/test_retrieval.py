@@ -219,10 +219,11 @@ def reference_bm25(query: str) -> dict[int, float]:
     return scores
 
 
-@pytest.mark.parametrize("budget", [retrieval.FETCH_BUDGET, 1])
+@pytest.mark.parametrize("budget", [retrieval.FETCH_BUDGET, 1, 0])
 def test_full_text_scores_are_bm25_times_coverage_even_when_common_words_are_left_out_of_the_candidates(
         help_centre, monkeypatch, budget):
     # With a budget of 1 only the rarest word picks candidates; the others are added by lookups.
+    # With 0 the rarest word still does, although its postings exceed the budget.
     monkeypatch.setattr(retrieval, "FETCH_BUDGET", budget)
     query = "Can I return a kettle from batch QV-7731 for a refund within 30 days?"
     expected = reference_bm25(query)
@@ -316,3 +317,17 @@ def test_lexeme_counts_and_scope_statistics_are_counted_once_and_kept_out_of_red
     assert top_titles(first) == top_titles(second) and top_titles(first)[0] == "Delivery times"
     # Each Redis read was a round trip on the reply's critical path.
     assert not caches["default"].keys("bm25*"), "the statistics are kept in this process"
+
+
+def test_the_full_text_ranking_computes_in_float8_not_numeric(help_centre):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert retrieval.text_candidates("Can I return a kettle for a refund?", collection="default").hits
+    ranking = next(query["sql"] for query in queries if "seeded AS MATERIALIZED" in query["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (VERBOSE) " + ranking)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # numeric arithmetic on every posting cost 17% of the query's time
+    assert "numeric" not in plan
