@@ -1,4 +1,4 @@
-"""Audit rows: one AgentRun per reply, one ToolCall per tool invocation."""
+"""Audit rows (one AgentRun per reply, one ToolCall per tool invocation) and the assistant's profile."""
 from __future__ import annotations
 
 from django.db import models
@@ -72,3 +72,28 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status})"
+
+
+class AssistantProfile(models.Model):
+    """How the assistant presents itself, set by staff in admin; empty fields keep the settings'.
+
+    One row at most (id 1): the agent reads it through agent.selectors.assistant_persona().
+    """
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    persona = models.TextField(
+        blank=True, max_length=4000,
+        help_text="Who the assistant is and how it speaks, at the top of its instructions. Empty: SUPPORT_PERSONA.")
+    topics = models.TextField(
+        blank=True, max_length=1000,
+        help_text="What it helps with, e.g. 'orders, deliveries and returns at Northwind Goods'. Empty: SUPPORT_TOPICS.")
+    stay_on_topic = models.BooleanField(default=True, help_text="Politely decline requests outside these topics.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="assistant_profile_singleton")]
+
+    def __str__(self) -> str:
+        return "Assistant profile"

@@ -19,6 +19,7 @@ from django.conf import settings
 from agent import audit, grounded, metrics
 from agent.claims import unsupported_claims
 from agent.guardrails import leaks_system_prompt, redact_pii, redact_value
+from agent.prompts import instructions
 from agent.schema import (
     AgentContext,
     AgentEvent,
@@ -30,6 +31,7 @@ from agent.schema import (
     ToolCallRecord,
     ToolResult,
 )
+from agent.selectors import assistant_persona
 from agent.tools.base import ToolError
 from agent.tools.registry import get_tool
 from knowledge.injection import detect_injection
@@ -97,6 +99,7 @@ def prepare(run: Run) -> None:
     ctx = run.ctx
     _warm_tools(ctx)  # here, not on the event loop: a tool may check this thread's transaction
     ctx.run_id = audit.run_start(ctx)
+    ctx.instructions = instructions(assistant_persona())
     _check_injection(ctx)
     for step, name, args in PIPELINE:
         since = time.perf_counter()
@@ -218,10 +221,8 @@ def finish(state: Run, response: AgentResponse) -> None:
 def _check_output(state: Run, response: AgentResponse) -> None:
     if response.mode != "llm":
         return
-    from agent.prompts import instructions
-
     # Only the instructions are secret: quoting a retrieved passage is the job.
-    if leaks_system_prompt(response.text, instructions()):
+    if leaks_system_prompt(response.text, state.ctx.instructions or instructions()):
         metrics.LEAKS.inc()
         response.flags["prompt_leak_blocked"] = True
         response.text, response.sources = LEAK_REPLY, []

@@ -63,6 +63,8 @@ class AgentContext:
     run_id: int | None = None
     # Filled by the pipeline's steps:
     redacted_text: str = ""
+    # The confidential part of the system prompt, with the persona staff set (agent.prompts).
+    instructions: str = ""
     history: list[HistoryItem] = field(default_factory=list)
     # Older than the verbatim window but not yet in the summary: the prompt carries them verbatim.
     unfolded_history: list[HistoryItem] = field(default_factory=list)

@@ -346,6 +346,10 @@ COMPANY_NAME = env_str("COMPANY_NAME", "Northwind Goods")
 SUPPORT_PERSONA = env_str(
     "SUPPORT_PERSONA", f"You are the friendly, concise customer-support assistant of {COMPANY_NAME}."
 )
+# What the assistant helps with; with SUPPORT_STAY_ON_TOPIC it politely declines anything else.
+# Staff can override all three in admin (Agent → Assistant profile).
+SUPPORT_TOPICS = env_str("SUPPORT_TOPICS", f"customer support for {COMPANY_NAME}")
+SUPPORT_STAY_ON_TOPIC = env_bool("SUPPORT_STAY_ON_TOPIC", True)
 
 # --- Agent tools: each can be switched off ------------------------------------
 AGENT_TOOLS = {

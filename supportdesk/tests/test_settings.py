@@ -45,6 +45,7 @@ def live_database_url() -> str:
         ("TOOL_ORDER_STATUS", "perhaps", "TOOL_ORDER_STATUS: expected a boolean"),
         ("DATABASE_CONN_MAX_AGE", "-1", "DATABASE_CONN_MAX_AGE: expected an integer between 0 and"),
         ("LLM_VISION", "maybe", "LLM_VISION: expected one of auto, true, false"),
+        ("SUPPORT_STAY_ON_TOPIC", "sometimes", "SUPPORT_STAY_ON_TOPIC: expected a boolean"),
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line_naming_it(variable: str, value: str, expected: str) -> None:
