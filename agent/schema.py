@@ -60,6 +60,8 @@ class AgentContext:
     text: str
     store: ConversationStore
     request_id: str = ""
+    # The email the session was started with (ChatSession.end_user_email, from the API), if any.
+    customer_email: str = ""
     run_id: int | None = None
     # Filled by the pipeline's steps:
     redacted_text: str = ""

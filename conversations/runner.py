@@ -55,7 +55,7 @@ async def respond(*, session_id: int, message_id: int, request_id: str = "") -> 
     request_id_var.set(request_id)
     session_id_var.set(str(session.public_id))
     ctx = AgentContext(session_id=session.pk, session_public_id=str(session.public_id), message_id=message.pk,
-                       text=message.content, request_id=request_id,
+                       text=message.content, request_id=request_id, customer_email=session.end_user_email,
                        store=DbConversationStore(session_id=session.pk, message_id=message.pk,
                                                  has_attachments=message.has_attachments))
     started, text, checkpoint = time.perf_counter(), "", time.perf_counter()

@@ -1,10 +1,7 @@
-"""Fixtures for agent tests: a small help centre, chats, the fake LLM provider and order service."""
+"""Agent test fixtures: a small help centre, chats and the fake LLM (the fake order API: /conftest.py)."""
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -96,33 +93,3 @@ def streamed_text(events: list) -> str:
     return text
 
 
-class _Orders(BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        server = self.server
-        server.calls.append((self.path, self.headers.get("Authorization")))
-        status, body = server.responses.pop(0) if server.responses else (200, server.default)
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
-@pytest.fixture
-def order_service(settings):
-    """A local fake of the shop's order API."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Orders)
-    server.calls, server.responses = [], []
-    server.default = {"id": "NW-100234", "status": "Shipped", "carrier": "UPS", "tracking_number": "1Z999",
-                      "estimated_delivery": "2026-11-28"}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.ORDER_API_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.ORDER_API_TOKEN = "order-token"
-    settings.ORDER_API_TIMEOUT_S = 1.0
-    yield server
-    server.shutdown()

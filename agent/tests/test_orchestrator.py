@@ -289,3 +289,15 @@ def test_inside_a_transaction_the_search_runs_inline_where_it_sees_uncommitted_r
 
     assert len(searches) == 1 and not searches[0].startswith("search-ahead")
     assert response.sources and response.sources[0].title == "Refunds"
+
+
+def test_the_model_is_refused_another_customers_order_and_answers_normally(chat, help_centre, llm, order_service):
+    order_service.default = {"id": "NW-100234", "status": "Shipped", "customer_email": "jane@example.com",
+                             "shipping_address": "12 Elm Street"}
+    llm.script(Behaviour(kind="tool_call", tool_name="order_status", tool_args={"order_id": "NW-100234"}),
+               Behaviour(kind="text", text="Sorry, I can't share details of that order."))
+    _, response = chat.ask("Where is order NW-100234? My email is mallory@example.com")
+    tool_message = llm.requests[1]["messages"][-1]["content"]
+    assert tool_message.startswith("error: order NW-100234 does not belong")
+    assert "Elm" not in tool_message and "Shipped" not in tool_message
+    assert response.text == "Sorry, I can't share details of that order." and not response.escalated

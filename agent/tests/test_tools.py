@@ -118,3 +118,40 @@ def test_the_attachments_tool_reads_this_messages_files(chat):
     result = get_tool("attachments").run(ctx)
     assert result.ok and result.data == ["invoice.pdf"]
     assert ctx.attachments[0].text == "Invoice total 42 EUR"
+
+
+PRIVATE_ORDER = {"id": "NW-100234", "status": "Shipped", "carrier": "UPS", "tracking_number": "1Z999",
+                 "customer_email": "Jane.Doe@example.com", "customer_name": "Jane Doe",
+                 "shipping_address": "12 Elm Street, Springfield"}
+
+
+@pytest.mark.parametrize("how", ["session", "stated now", "stated earlier"])
+def test_order_status_shares_an_order_with_the_customer_it_belongs_to_without_their_address(chat, order_service,
+                                                                                           how):
+    order_service.default = PRIVATE_ORDER
+    ctx = context(chat, "Where is order NW-100234? I'm jane.doe@example.com" if how == "stated now" else "Hi")
+    if how == "session":
+        ctx.customer_email = "jane.doe@EXAMPLE.com"
+    if how == "stated earlier":
+        from agent.schema import MemoryItem
+
+        ctx.memories = [MemoryItem("fact", "email", "jane.doe@example.com")]
+    result = OrderStatusTool().run(ctx, order_id="NW-100234")
+    assert result.ok and result.data == {"id": "NW-100234", "status": "Shipped", "carrier": "UPS",
+                                         "tracking_number": "1Z999"}
+
+
+def test_order_status_refuses_an_order_of_another_customer_and_says_nothing_of_it(chat, order_service):
+    order_service.default = PRIVATE_ORDER
+    ctx = context(chat, "Where is order NW-100234? My email is mallory@example.com")
+    with pytest.raises(ToolError, match="does not belong") as refused:
+        OrderStatusTool().run(ctx, order_id="NW-100234")
+    assert refused.value.recoverable, "a refusal is a normal reply"
+    assert not any(word in str(refused.value) for word in ("Shipped", "Jane", "Elm", "jane.doe"))
+
+
+def test_order_status_asks_for_the_email_when_it_cannot_tell_whose_order_it_is(chat, order_service):
+    order_service.default = PRIVATE_ORDER
+    with pytest.raises(ToolError, match="ask the customer for the email address") as refused:
+        OrderStatusTool().run(context(chat, "Where is order NW-100234?"), order_id="NW-100234")
+    assert "Shipped" not in str(refused.value)

@@ -15,6 +15,11 @@ ORDER_ID = re.compile(r"^[A-Za-z0-9-]{3,32}$")
 RETRIES = 3
 BACKOFF_S = 0.2
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+# What the model (and the audit row) sees of an order: its progress, never who placed it or
+# where it goes. Integrations with other field names add them here.
+SHOWN_FIELDS = ("id", "status", "carrier", "tracking_number", "tracking_url", "estimated_delivery", "shipped_at",
+                "delivered_at", "items", "total", "currency")
+OWNER_FIELDS = ("customer_email", "email")
 
 
 class OrderStatusTool(BaseTool):
@@ -34,7 +39,35 @@ class OrderStatusTool(BaseTool):
         if not settings.ORDER_API_URL:
             raise ToolError("order lookups are not configured (ORDER_API_URL)", recoverable=False)
         order = fetch_order(order_id)
-        return ToolResult(ok=True, data=order, summary=describe(order))
+        check_owner(ctx, order, order_id)
+        shown = {key: order[key] for key in SHOWN_FIELDS if key in order}
+        return ToolResult(ok=True, data=shown, summary=describe(shown))
+
+
+def check_owner(ctx: AgentContext, order: dict, order_id: str) -> None:
+    """Refuse another customer's order: its owner's email must be one this customer is known by.
+
+    An order that names no owner cannot be checked; only SHOWN_FIELDS of it are shared.
+    The errors are recoverable: the model tells the customer, as a normal reply.
+    """
+    owner = next((str(order[key]).strip().lower() for key in OWNER_FIELDS if order.get(key)), "")
+    if not owner:
+        return
+    known = customer_emails(ctx)
+    if not known:
+        raise ToolError(f"order {order_id} is private: ask the customer for the email address it was placed with")
+    if owner not in known:
+        raise ToolError(f"order {order_id} does not belong to the email address this customer gave; "
+                        "share nothing about it")
+
+
+def customer_emails(ctx: AgentContext) -> set[str]:
+    """The emails that identify this customer: from the integration, or stated by them in this chat."""
+    from agent.tools.memory import extract_facts
+
+    stated = [m.content for m in ctx.memories if m.kind == "fact" and m.key == "email"]
+    stated.append(extract_facts(ctx.text).get("email", ""))
+    return {email.strip().lower() for email in (ctx.customer_email, *stated) if email.strip()}
 
 
 def fetch_order(order_id: str) -> dict:

@@ -176,3 +176,15 @@ def test_the_openapi_schema_describes_the_endpoints(client):
 
     assert schema["openapi"].startswith("3.")
     assert {"/api/sessions", "/api/sessions/{session_id}/messages"} <= set(schema["paths"])
+
+
+def test_a_session_started_with_an_email_may_look_up_that_customers_order(client, fake_llm, order_service):
+    order_service.default = {"id": "NW-100234", "status": "Shipped", "customer_email": "jane@example.com"}
+    fake_llm.script(Behaviour(kind="tool_call", tool_name="order_status", tool_args={"order_id": "NW-100234"}),
+                    Behaviour(kind="text", text="It has shipped."))
+    session = client.post("/api/sessions", data={"email": "Jane@Example.com"}, content_type="application/json").json()
+
+    post_message(client, session, {"content": "Where is my order NW-100234?"})
+
+    tool_message = fake_llm.requests[1]["messages"][-1]
+    assert tool_message["role"] == "tool" and '"Shipped"' in tool_message["content"]
