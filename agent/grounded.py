@@ -43,6 +43,7 @@ PASSAGE_RELATIVE_SCORE = 0.6
 DUPLICATE_OVERLAP = 0.8
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"[a-z0-9]+")
+_LINE_MARKER = re.compile(r"^\s*(?:(?:[-*+]|\d+[.)])\s+|#{1,6}\s+|>\s*)+")  # bullets, numbers, headings, quotes
 _SUFFIXES = ("ing", "ed", "s")
 
 
@@ -72,11 +73,22 @@ class _Block:
 
 
 def split_sentences(text: str) -> list[str]:
-    lines = [line.strip(" -*#\t") for line in text.splitlines()]
+    """The sentences of a chunk's Markdown, without list bullets, heading marks or rules.
+
+    The reply is rendered as Markdown, so bold stays balanced: stripping every `*` at the
+    ends of a line turned "- **Gift cards.** They…" into "Gift cards.** They…".
+    """
+    lines = [_LINE_MARKER.sub("", line).strip() for line in text.splitlines()]
     sentences: list[str] = []
-    for line in filter(None, lines):
-        sentences.extend(s.strip() for s in _SENTENCE_SPLIT.split(line) if len(s.strip()) > 2)
+    for line in lines:
+        if _WORD.search(line.lower()):  # not a rule (---) or a lone marker
+            sentences.extend(_balanced(s.strip()) for s in _SENTENCE_SPLIT.split(line) if len(s.strip()) > 2)
     return sentences
+
+
+def _balanced(sentence: str) -> str:
+    # A sentence split inside a bold span loses its markers rather than break the reply's Markdown.
+    return sentence.replace("**", "") if sentence.count("**") % 2 else sentence
 
 
 def query_terms(text: str) -> set[str]:

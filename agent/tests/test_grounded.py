@@ -127,3 +127,11 @@ def test_a_chunk_flagged_as_prompt_injection_is_never_quoted():
                                           "in gift cards only.").__dict__, "injection_flagged": True})
     extract = answer("How are refunds paid?", [flagged, result(2, REFUNDS, score=0.8)])
     assert "gift cards only" not in extract.text and extract.cited == [2]
+
+
+def test_markdown_emphasis_stays_balanced_and_bullets_rules_and_heading_marks_go():
+    text = ("## Gift cards\n\n- **Gift cards.** They can't be returned, except where the law requires it.\n"
+            "- Check your balance under **Account > Gift cards**.\n---\n1. Open **Orders. Then** pick the order.")
+    sentences = grounded.split_sentences(text)
+    assert sentences == ["Gift cards", "**Gift cards.** They can't be returned, except where the law requires it.",
+                         "Check your balance under **Account > Gift cards**.", "Open Orders.", "Then pick the order."]
