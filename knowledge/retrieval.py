@@ -31,6 +31,7 @@ import functools
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -479,11 +480,32 @@ def dense_candidates(query: str, *, collection: str, tags: Sequence[str] = (), l
 
 
 def query_lexemes(query: str) -> list[str]:
-    """The query's lexemes as the index stores them (english: stemmed, stopwords dropped)."""
+    """The query's lexemes as the index stores them (english: stemmed, stopwords dropped).
+
+    Without the words of a question frame (see frame_lexemes), unless nothing else is left.
+    """
     with connection.cursor() as cursor:
         cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [query])
         lexemes = cursor.fetchone()[0] or []
+    framing = frame_lexemes(query)
+    lexemes = [lexeme for lexeme in lexemes if lexeme not in framing] or lexemes
     return sorted(lexemes, key=len, reverse=True)[:MAX_QUERY_TERMS]
+
+
+# "How long does delivery take?" and "How much is shipping?" ask for a kind of answer (a time,
+# an amount), not about a topic. Help centres title their sections the same way ("How long does
+# a refund take?"), where these words are rare, so BM25 ranked the refund article first for a
+# delivery question. Full text leaves them out; the dense query still reads the whole question.
+QUESTION_FRAMES = (
+    (re.compile(r"\bhow\s+long\b", re.IGNORECASE), ("long", "take", "took")),
+    (re.compile(r"\bhow\s+(?:much|many)\b", re.IGNORECASE), ("much", "mani")),
+    (re.compile(r"\bhow\s+(?:often|soon|far)\b", re.IGNORECASE), ("often", "soon", "far")),
+)
+
+
+def frame_lexemes(query: str) -> set[str]:
+    """The lexemes (english stems) of the question frames `query` uses."""
+    return {lexeme for pattern, lexemes in QUESTION_FRAMES if pattern.search(query) for lexeme in lexemes}
 
 
 def text_candidates(query: str, *, collection: str, tags: Sequence[str] = (), limit: int = 50) -> TextCandidates:
