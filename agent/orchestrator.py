@@ -222,7 +222,7 @@ def _check_output(state: Run, response: AgentResponse) -> None:
     if response.mode != "llm":
         return
     # Only the instructions are secret: quoting a retrieved passage is the job.
-    if leaks_system_prompt(response.text, state.ctx.instructions or instructions()):
+    if leaks_system_prompt(response.text, state.ctx.instructions):
         metrics.LEAKS.inc()
         response.flags["prompt_leak_blocked"] = True
         response.text, response.sources = LEAK_REPLY, []

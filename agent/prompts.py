@@ -5,7 +5,7 @@ import base64
 
 
 from agent.schema import AgentContext, AttachmentItem, HistoryItem
-from agent.selectors import Persona, persona_from_settings
+from agent.selectors import Persona
 from agent.tools.base import BaseTool
 
 RULES = """\
@@ -20,18 +20,17 @@ TOPIC_RULE = "6. Help only with {topics}; politely decline unrelated requests."
 ROLE_MAP = {"user": "user", "assistant": "assistant", "human": "assistant", "system": "system"}
 
 
-def instructions(persona: Persona | None = None) -> str:
+def instructions(persona: Persona) -> str:
     """The confidential part of the system prompt (the rest is retrieved data).
 
-    `persona` comes from admin or the settings (agent.selectors); without one, the settings'.
+    `persona` comes from admin or the settings (agent.selectors.assistant_persona).
     """
-    persona = persona or persona_from_settings()
     rules = RULES + ("\n" + TOPIC_RULE.format(topics=persona.topics) if persona.stay_on_topic else "")
     return f"{persona.text}\n\n{rules}"
 
 
 def system_prompt(ctx: AgentContext, tools: list[BaseTool]) -> str:
-    parts = [ctx.instructions or instructions()]
+    parts = [ctx.instructions]  # set by the pipeline's first step (orchestrator.prepare)
     if tools:
         parts.append("Tools you may call:\n" + "\n".join(f"- {t.name}: {t.description}" for t in tools))
     parts.append(memory_block(ctx))

@@ -214,10 +214,10 @@ CACHES = {
             "SOCKET_TIMEOUT": 1,
         },
     },
-    # Per process, for what the search reads on every question: query vectors, BM25 scope
-    # statistics and lexeme counts. Each Redis read cost a round trip on the reply's critical
-    # path (0.4 ms alone, about 1 ms beside the other steps); these are cheap to recompute, so
-    # a process that has not seen them yet simply counts or encodes them once.
+    # Per process, for what every reply reads: query vectors, BM25 scope statistics and lexeme
+    # counts, and the assistant's profile (agent.selectors). Each Redis read cost a round trip on
+    # the reply's critical path (0.4 ms alone, about 1 ms beside the other steps); these are
+    # cheap to recompute, so a process that has not seen them yet simply reads them once.
     "local": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "supportdesk-search",
